@@ -1,0 +1,62 @@
+"""Self-checking blob files, written atomically (temp name, fsync, rename, fsync the directory).
+
+Header (56 bytes, little-endian): magic (8 bytes, chosen by the caller), format version (u32),
+flags (u32), payload length (u64), SHA-256 of the payload (32 bytes). A reader checks all four
+before it hands out a byte, so a torn or flipped file is reported, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+from sigmavault.errors import Corrupted
+from sigmavault.store.vectors import fsync_dir
+
+__all__ = ["BLOB_HEADER", "read_blob", "write_blob"]
+
+BLOB_HEADER = struct.Struct("<8sIIQ32s")
+
+
+def write_blob(path: Path, payload: bytes, *, magic: bytes, version: int = 1, flags: int = 0) -> int:
+    """Durably write ``payload`` at ``path``; returns the bytes written including the header."""
+    if len(magic) != 8:
+        raise ValueError("blob magic must be exactly 8 bytes")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = BLOB_HEADER.pack(magic, version, flags, len(payload), hashlib.sha256(payload).digest())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, header)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return BLOB_HEADER.size + len(payload)
+
+
+def read_blob(path: Path, *, magic: bytes, max_version: int = 1) -> tuple[int, int, bytes]:
+    """Return ``(version, flags, payload)``; raises :class:`Corrupted` on any mismatch."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise Corrupted(f"{path}: blob file is missing") from None
+    if len(data) < BLOB_HEADER.size:
+        raise Corrupted(f"{path}: blob file is shorter than its header")
+    got_magic, version, flags, length, digest = BLOB_HEADER.unpack_from(data)
+    if got_magic != magic:
+        raise Corrupted(f"{path}: wrong magic {got_magic!r}, expected {magic!r}")
+    if version > max_version:
+        raise Corrupted(f"{path}: format version {version} is newer than this sigmavault reads")
+    payload = data[BLOB_HEADER.size :]
+    if len(payload) != length:
+        raise Corrupted(f"{path}: payload is {len(payload)} bytes, header says {length}")
+    if hashlib.sha256(payload).digest() != digest:
+        raise Corrupted(f"{path}: checksum mismatch")
+    return version, flags, payload

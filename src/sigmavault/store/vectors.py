@@ -1,0 +1,134 @@
+"""Fixed-width float32 rows in a memory-mapped file, addressed by row number.
+
+The file is derived data: SQLite records how many rows are committed (the watermark). Rows are
+written and fsynced *before* the transaction that references them commits, so a crash can only
+leave an unreferenced tail past the watermark, which :meth:`VectorFile.truncate` removes.
+
+Layout: a 64-byte header (magic, format version, dimension) followed by ``dim * 4``-byte rows.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from sigmavault.errors import Corrupted, DimensionMismatch
+from sigmavault.types import Vector
+
+__all__ = ["HEADER_SIZE", "VectorFile"]
+
+MAGIC = b"SVVECTR\x00"
+FORMAT_VERSION = 1
+HEADER_SIZE = 64
+_HEADER = struct.Struct("<8sII")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a create/rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class VectorFile:
+    """Append-mostly float32 matrix on disk, read through one shared memory map."""
+
+    def __init__(self, path: Path, dim: int, *, readonly: bool = False) -> None:
+        self.path = path
+        self.dim = dim
+        self.row_bytes = dim * 4
+        self._lock = threading.Lock()
+        self._map: mmap.mmap | None = None
+        self._mapped_rows = 0
+        self._view: Vector = np.empty((0, dim), dtype=np.float32)
+        exists = path.exists()
+        if not exists and readonly:
+            raise Corrupted(f"{path}: vector file is missing")
+        flags = os.O_RDONLY if readonly else os.O_RDWR | os.O_CREAT
+        self._fd = os.open(path, flags, 0o644)
+        if not exists or os.fstat(self._fd).st_size == 0:
+            os.pwrite(self._fd, _HEADER.pack(MAGIC, FORMAT_VERSION, dim).ljust(HEADER_SIZE, b"\0"), 0)
+            os.fsync(self._fd)
+            fsync_dir(path.parent)
+        self._check_header()
+
+    def _check_header(self) -> None:
+        head = os.pread(self._fd, HEADER_SIZE, 0)
+        if len(head) < _HEADER.size:
+            raise Corrupted(f"{self.path}: vector file header is truncated")
+        magic, version, dim = _HEADER.unpack_from(head)
+        if magic != MAGIC:
+            raise Corrupted(f"{self.path}: not a sigmavault vector file (bad magic)")
+        if version > FORMAT_VERSION:
+            raise Corrupted(f"{self.path}: vector file format {version} is newer than this sigmavault")
+        if dim != self.dim:
+            raise Corrupted(f"{self.path}: vector file holds {dim}-d rows, the catalogue says {self.dim}")
+
+    def rows_on_disk(self) -> int:
+        """Complete rows physically present (may exceed the watermark after a crash)."""
+        return max(0, (os.fstat(self._fd).st_size - HEADER_SIZE) // self.row_bytes)
+
+    def write_rows(self, start: int, vectors: Vector) -> None:
+        """Write ``vectors`` at row ``start`` and fsync; call inside the SQLite write transaction."""
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise DimensionMismatch(f"expected rows of {self.dim} floats, got shape {vectors.shape}")
+        data = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+        offset = HEADER_SIZE + start * self.row_bytes
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view = view[written:]
+            offset += written
+        os.fsync(self._fd)
+
+    def truncate(self, rows: int) -> None:
+        """Drop everything past ``rows`` (a crash's unreferenced tail)."""
+        with self._lock:
+            self._release()
+            os.ftruncate(self._fd, HEADER_SIZE + rows * self.row_bytes)
+            os.fsync(self._fd)
+
+    def view(self, rows: int) -> Vector:
+        """A read-only (rows, dim) array backed by the map; remaps when the file has grown."""
+        with self._lock:
+            if rows > self._mapped_rows:
+                self._remap(rows)
+            return self._view[:rows]
+
+    def _remap(self, rows: int) -> None:
+        size = HEADER_SIZE + rows * self.row_bytes
+        if os.fstat(self._fd).st_size < size:
+            raise Corrupted(
+                f"{self.path}: vector file holds {self.rows_on_disk()} rows but {rows} are committed; "
+                "run `sigmavault check` and restore from a bundle"
+            )
+        self._release()
+        self._map = mmap.mmap(self._fd, size, access=mmap.ACCESS_READ)
+        arr = np.frombuffer(self._map, dtype="<f4", count=rows * self.dim, offset=HEADER_SIZE)
+        self._view = arr.reshape(rows, self.dim)
+        self._mapped_rows = rows
+
+    def _release(self) -> None:
+        self._view = np.empty((0, self.dim), dtype=np.float32)
+        self._mapped_rows = 0
+        old, self._map = self._map, None
+        if old is not None:
+            try:
+                old.close()
+            except BufferError:
+                # NOTE: a caller still holds an array over the old map; the map closes with it.
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._release()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1

@@ -1,0 +1,93 @@
+"""Plain data classes that cross layer boundaries: units, hits, edges, check reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sigmavault.errors import InvalidInput
+
+__all__ = ["CheckReport", "Edge", "Hit", "State", "Unit", "Vector"]
+
+Vector = npt.NDArray[np.float32]
+
+
+class State(str, Enum):
+    """Lifecycle of a unit. Only ``active`` units are searched unless a search asks otherwise."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+    EXPIRED = "expired"
+    CORRUPTED = "corrupted"
+
+    @classmethod
+    def parse(cls, value: str | State) -> State:
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(s.value for s in cls)
+            raise InvalidInput(f"unknown state {value!r}; use one of: {names}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One semantic unit: text, metadata, lifecycle and provenance.
+
+    ``created_at`` and ``accessed_at`` are Unix seconds (UTC). ``vector`` is filled by ``get``
+    (as stored: unit-normalised for cosine collections) and left ``None`` by bulk listings.
+    """
+
+    id: str
+    collection: str
+    text: str | None
+    metadata: dict[str, Any]
+    kind: str
+    state: State
+    created_at: float
+    accessed_at: float
+    access_count: int
+    conversation_id: str | None
+    parent_id: str | None
+    semantic_hash: int
+    kv_ref: str | None
+    vector: Vector | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result. Higher ``score`` is always better; see README "Scores" for each mode."""
+
+    id: str
+    score: float
+    text: str | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A typed, weighted edge as seen from the unit it was asked about."""
+
+    source: str
+    target: str
+    kind: str
+    weight: float
+    created_at: float
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """Result of ``Vault.check()``: ``ok`` is true when ``problems`` is empty."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "problems": list(self.problems), "notes": list(self.notes)}

@@ -1,0 +1,247 @@
+"""The collection catalogue and each collection's in-memory row state.
+
+A collection's vectors live in ``vectors/<collection id>.f32`` (row = ``units.vec_row``). Beside
+the map, each open collection keeps two small arrays indexed by row: the unit's lifecycle code
+(0 = no live unit) and its SimHash signature. They are derived from SQLite on load and kept in
+step with this process's writes; a commit by another process (seen through ``data_version``)
+makes them reload.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sigmavault.errors import Corrupted, DimensionMismatch, InvalidInput, NotFound
+from sigmavault.index import METRICS, hyperplanes
+from sigmavault.store import Database, VectorFile
+from sigmavault.store.vectors import HEADER_SIZE
+from sigmavault.types import State, Vector
+
+__all__ = ["STATE_CODES", "Catalog", "CollectionInfo", "RowState"]
+
+STATE_CODES = {State.ACTIVE: 1, State.ARCHIVED: 2, State.EXPIRED: 3, State.CORRUPTED: 4}
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+@dataclass(slots=True)
+class CollectionInfo:
+    """One row of the catalogue."""
+
+    id: int
+    name: str
+    dim: int | None
+    metric: str
+    embedder: str | None
+    hash_seed: int
+    watermark: int
+    config: dict[str, Any]
+    created_at: float
+
+
+@dataclass(slots=True)
+class RowState:
+    """Per-row lifecycle codes and signatures of one collection, plus its vector file."""
+
+    info: CollectionInfo
+    vectors: VectorFile | None
+    codes: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))
+    hashes: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, np.uint64))
+    planes: npt.NDArray[np.float32] | None = None
+    loaded_version: int = -1
+
+    @property
+    def rows(self) -> int:
+        return self.info.watermark
+
+    def matrix(self) -> Vector:
+        """The committed vectors, (watermark, dim), straight from the map."""
+        if self.vectors is None:
+            return np.empty((0, self.info.dim or 0), dtype=np.float32)
+        return self.vectors.view(self.info.watermark)
+
+    def mask(self, states: tuple[State, ...]) -> npt.NDArray[np.bool_]:
+        if states == (State.ACTIVE,):
+            return self.codes == 1
+        return np.isin(self.codes, [STATE_CODES[s] for s in states])
+
+    def grow(self, rows: int) -> None:
+        if len(self.codes) < rows:
+            self.codes = np.concatenate([self.codes, np.zeros(rows - len(self.codes), np.int8)])
+            self.hashes = np.concatenate([self.hashes, np.zeros(rows - len(self.hashes), np.uint64)])
+
+
+def _info(row: Any) -> CollectionInfo:
+    return CollectionInfo(
+        id=row[0], name=row[1], dim=row[2], metric=row[3], embedder=row[4], hash_seed=row[5],
+        watermark=row[6], config=json.loads(row[7]), created_at=row[8],
+    )
+
+
+_COLS = "id, name, dim, metric, embedder, hash_seed, watermark, config, created_at"
+
+
+class Catalog:
+    """Creates, finds and loads collections; owns their vector files."""
+
+    def __init__(self, db: Database, root: Path) -> None:
+        self.db = db
+        self.vector_dir = root / "vectors"
+        self._states: dict[int, RowState] = {}
+        self._lock = threading.RLock()
+
+    # -- catalogue --------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return [r[0] for r in self.db.all("SELECT name FROM collections ORDER BY id")]
+
+    def find(self, name: str) -> CollectionInfo | None:
+        row = self.db.one(f"SELECT {_COLS} FROM collections WHERE name = ?", (name,))
+        return _info(row) if row else None
+
+    def by_id(self, cid: int) -> CollectionInfo:
+        row = self.db.one(f"SELECT {_COLS} FROM collections WHERE id = ?", (cid,))
+        if row is None:
+            raise NotFound(f"collection id {cid} does not exist")
+        return _info(row)
+
+    def create(self, name: str, *, dim: int | None, metric: str, embedder: str | None) -> CollectionInfo:
+        if not name or not set(name) <= _NAME_CHARS or len(name) > 128:
+            raise InvalidInput(f"collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.'")
+        if metric not in METRICS:
+            raise InvalidInput(f"metric {metric!r}: use one of {', '.join(METRICS)}")
+        with self.db.write() as conn:
+            found = self.find(name)
+            if found is not None:
+                return found
+            conn.execute(
+                "INSERT INTO collections (name, dim, metric, embedder, hash_seed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, dim, metric, embedder, secrets.randbits(62), time.time()),
+            )
+        info = self.find(name)
+        assert info is not None
+        return info
+
+    def set_dim(self, info: CollectionInfo, dim: int) -> None:
+        """Fix a collection's dimension at its first vectors; call inside a write transaction."""
+        self.db.execute("UPDATE collections SET dim = ? WHERE id = ? AND dim IS NULL", (dim, info.id))
+        info.dim = dim
+
+    def set_embedder(self, info: CollectionInfo, name: str) -> None:
+        self.db.execute("UPDATE collections SET embedder = ? WHERE id = ?", (name, info.id))
+        info.embedder = name
+
+    # -- row state --------------------------------------------------------------------------
+
+    def state(self, cid: int) -> RowState:
+        """The loaded row state of a collection, reloaded if another process committed since."""
+        with self._lock:
+            version = self.db.data_version()
+            st = self._states.get(cid)
+            if st is None or st.loaded_version != version:
+                st = self._load(cid, version, st)
+                self._states[cid] = st
+            return st
+
+    def fresh_info(self, cid: int) -> CollectionInfo:
+        """The catalogue row as of now; inside a write transaction this sees every other commit."""
+        return self.state(cid).info
+
+    @contextmanager
+    def guard(self, cid: int) -> Iterator[None]:
+        """Forget the cached state of ``cid`` if the enclosed write fails (it may be half-applied)."""
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                st = self._states.get(cid)
+                if st is not None:
+                    st.loaded_version = -1
+            raise
+
+    def _load(self, cid: int, version: int, old: RowState | None) -> RowState:
+        info = self.by_id(cid)
+        vectors = old.vectors if old is not None and old.info.dim == info.dim else None
+        if vectors is None and info.dim:
+            vectors = self.open_vectors(info)
+        st = RowState(info=info, vectors=vectors, loaded_version=version)
+        st.grow(info.watermark)
+        rows = self.db.all(
+            "SELECT vec_row, state, semantic_hash FROM units WHERE collection_id = ? AND vec_row IS NOT NULL",
+            (cid,),
+        )
+        if rows:
+            arr = np.array([(r[0], STATE_CODES[State(r[1])], r[2]) for r in rows], dtype=np.int64)
+            if arr[:, 0].max() >= info.watermark:
+                raise Corrupted(f"collection {info.name!r}: a unit points past the vector watermark; run check")
+            st.codes[arr[:, 0]] = arr[:, 1].astype(np.int8)
+            st.hashes[arr[:, 0]] = arr[:, 2].view(np.uint64)
+        if info.dim:
+            st.planes = hyperplanes(info.dim, info.hash_seed)
+        return st
+
+    def open_vectors(self, info: CollectionInfo) -> VectorFile:
+        assert info.dim is not None
+        self.vector_dir.mkdir(parents=True, exist_ok=True)
+        path = self.vector_dir / f"{info.id}.f32"
+        vf = VectorFile(path, info.dim, readonly=self.db.readonly)
+        if vf.rows_on_disk() < info.watermark:
+            raise Corrupted(
+                f"{path}: holds {vf.rows_on_disk()} rows but {info.watermark} are committed; "
+                "the vector file was truncated or replaced"
+            )
+        return vf
+
+    def ensure_vectors(self, st: RowState, dim: int) -> VectorFile:
+        """The collection's vector file, creating it (and fixing the dimension) on first use."""
+        if st.info.dim is None:
+            self.set_dim(st.info, dim)
+            st.planes = hyperplanes(dim, st.info.hash_seed)
+        elif st.info.dim != dim:
+            raise DimensionMismatch(f"collection {st.info.name!r} holds {st.info.dim}-d vectors, got {dim}-d")
+        if st.vectors is None:
+            st.vectors = self.open_vectors(st.info)
+        return st.vectors
+
+    def committed(self, st: RowState, rows: int) -> None:
+        """Record that this process committed rows up to ``rows``; keeps the cache current."""
+        st.info.watermark = rows
+        st.grow(rows)
+        st.loaded_version = self.db.data_version()
+
+    def truncate_tails(self) -> list[str]:
+        """Cut crash tails past each watermark, under the write lock; returns what was cut."""
+        cut: list[str] = []
+        for name in self.names():
+            info = self.find(name)
+            if info is None or not info.dim:
+                continue
+            path = self.vector_dir / f"{info.id}.f32"
+            if not path.exists():
+                continue
+            vf = self.open_vectors(info)
+            try:
+                if path.stat().st_size > HEADER_SIZE + info.watermark * vf.row_bytes:
+                    with self.db.write():
+                        vf.truncate(self.by_id(info.id).watermark)
+                    cut.append(name)
+            finally:
+                vf.close()
+        return cut
+
+    def close(self) -> None:
+        with self._lock:
+            for st in self._states.values():
+                if st.vectors is not None:
+                    st.vectors.close()
+            self._states.clear()

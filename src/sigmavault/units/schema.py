@@ -1,0 +1,50 @@
+"""Tables of the units part: the collection catalogue, unit records and their FTS5 index."""
+
+from __future__ import annotations
+
+from sigmavault.store import Migration
+
+__all__ = ["MIGRATIONS", "PART"]
+
+PART = "units"
+
+MIGRATIONS: list[Migration] = [
+    [
+        """CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            dim INTEGER,
+            metric TEXT NOT NULL DEFAULT 'cosine',
+            embedder TEXT,
+            hash_seed INTEGER NOT NULL,
+            watermark INTEGER NOT NULL DEFAULT 0,
+            config TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE units (
+            rid INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            collection_id INTEGER NOT NULL REFERENCES collections(id),
+            vec_row INTEGER,
+            text TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            kind TEXT NOT NULL DEFAULT 'unit',
+            state TEXT NOT NULL DEFAULT 'active',
+            created_at REAL NOT NULL,
+            accessed_at REAL NOT NULL,
+            access_count INTEGER NOT NULL DEFAULT 0,
+            conversation_id TEXT,
+            parent_id TEXT,
+            semantic_hash INTEGER NOT NULL DEFAULT 0,
+            kv_ref TEXT
+        )""",
+        "CREATE UNIQUE INDEX units_by_row ON units(collection_id, vec_row)",
+        "CREATE INDEX units_by_conversation ON units(conversation_id, rid) WHERE conversation_id IS NOT NULL",
+        "CREATE INDEX units_by_parent ON units(parent_id) WHERE parent_id IS NOT NULL",
+        # NOTE: external-content FTS keeps one copy of the text (in units); the porter stemmer
+        # lets "boiling" find "boils".
+        """CREATE VIRTUAL TABLE units_fts USING fts5(
+            text, content='units', content_rowid='rid', tokenize='porter unicode61'
+        )""",
+    ],
+]

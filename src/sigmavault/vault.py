@@ -1,0 +1,543 @@
+"""The facade users hold: :func:`open` gives a :class:`Vault`, ``vault.collection()`` a :class:`Collection`.
+
+The facade validates arguments, embeds text, and hands each part its slice of the store; the
+parts (units, graph, and later kv, sessions, policies, witness) keep their own rules.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from sigmavault import graph, units
+from sigmavault.embed import DEFAULT_NAME, Embedder, MiniLM, as_embedder, available, check_matrix, embedder_name
+from sigmavault.errors import (
+    DimensionMismatch,
+    EmbedderUnavailable,
+    EmptyText,
+    InvalidInput,
+    NotFound,
+    VaultError,
+)
+from sigmavault.graph import Direction, GraphStore
+from sigmavault.index import normalize, signatures
+from sigmavault.store import Database, Migration
+from sigmavault.types import CheckReport, Edge, Hit, State, Unit, Vector
+from sigmavault.units import Catalog, CollectionInfo, NewUnits, UnitStore, new_ids
+from sigmavault.units.search import SearchEngine, fuse
+from sigmavault.health import run_checks
+
+__all__ = ["DEFAULT", "Collection", "Part", "Vault", "open"]
+
+DB_NAME = "vault.db"
+DEFAULT: Any = object()  # sentinel: "the default embedder", distinct from None ("no embedder")
+Mode = Literal["vector", "text", "hybrid"]
+Progress = Callable[[int, int], None]
+
+_VAULT_MIGRATIONS: list[Migration] = [
+    [
+        "CREATE TABLE vault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"INSERT INTO vault_meta VALUES ('format', '1'), ('vault_id', '{uuid.uuid4().hex}'), "
+        f"('created_at', '{time.time():.3f}')",
+    ],
+]
+_default_embedder: MiniLM | None = None
+# Properties of Vault naming parts that check() must build and verify (each part adds its name).
+CHECKED_PARTS: tuple[str, ...] = ()
+
+
+class Part(Protocol):
+    """What the facade needs of a part (kv, sessions, policies, witness) besides its own API."""
+
+    def close(self) -> None: ...
+
+    def check(self, report: CheckReport) -> None: ...
+
+
+def _shared_default() -> MiniLM:
+    """One MiniLM per process, shared by every collection that uses the default."""
+    global _default_embedder
+    if _default_embedder is None:
+        _default_embedder = MiniLM()
+    return _default_embedder
+
+
+def open(  # noqa: A001 - the binding public name is sigmavault.open
+    path: str | os.PathLike[str],
+    *,
+    create: bool = True,
+    frozen: bool = False,
+    busy_timeout: float = 30.0,
+) -> Vault:
+    """Open the vault at ``path``, creating it unless ``create=False``; ``frozen=True`` is read-only."""
+    return Vault(path, create=create, frozen=frozen, busy_timeout=busy_timeout)
+
+
+class Vault:
+    """One directory of memory. Thread-safe; other processes may open the same path at once."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = True, frozen: bool = False, busy_timeout: float = 30.0
+    ) -> None:
+        self.root = Path(path)
+        self.frozen = frozen
+        db_path = self.root / DB_NAME
+        if self.root.exists() and not self.root.is_dir():
+            raise InvalidInput(f"{self.root} is a file; a vault is a directory")
+        if not db_path.exists():
+            if not create or frozen:
+                raise NotFound(f"no vault at {self.root} (no {DB_NAME}); create one with sigmavault.open(path)")
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._db = Database(db_path, readonly=frozen, busy_timeout=busy_timeout)
+        try:
+            self._db.migrate("vault", _VAULT_MIGRATIONS)
+            self._db.migrate(units.PART, units.MIGRATIONS)
+            self._db.migrate(graph.PART, graph.MIGRATIONS)
+            self._catalog = Catalog(self._db, self.root)
+            self._units = UnitStore(self._db, self._catalog)
+            self._graph = GraphStore(self._db)
+            self._search = SearchEngine(self._catalog, self._units)
+            if not frozen:
+                self._catalog.truncate_tails()
+        except BaseException:
+            self._db.close()
+            raise
+        self._parts: dict[str, Part] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drain parts (witness queue, access counts), release files; further use raises VaultClosed."""
+        if self._db.closed:
+            return
+        try:
+            for part in reversed(list(self._parts.values())):
+                part.close()
+            self._units.flush_access()
+        finally:
+            self._parts.clear()
+            self._catalog.close()
+            self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Vault {str(self.root)!r}{' closed' if self.closed else ''}>"
+
+    # -- collections ------------------------------------------------------------------------
+
+    def collection(
+        self,
+        name: str,
+        *,
+        embedder: Any = DEFAULT,
+        metric: str = "cosine",
+        create: bool = True,
+    ) -> Collection:
+        """The collection ``name`` (created on first use). ``embedder=None`` means vectors only."""
+        self._db.conn  # noqa: B018 - raises VaultClosed on a closed vault
+        info = self._catalog.find(name)
+        if info is None:
+            if not create:
+                raise NotFound(f"no collection {name!r}; have: {', '.join(self._catalog.names()) or 'none'}")
+            info = self._catalog.create(name, dim=None, metric=metric, embedder=None)
+        elif metric != info.metric and metric != "cosine":
+            raise InvalidInput(f"collection {name!r} was created with metric {info.metric!r}, not {metric!r}")
+        return Collection(self, info, self._resolve_embedder(info, embedder))
+
+    def collections(self) -> list[str]:
+        return self._catalog.names()
+
+    def _resolve_embedder(self, info: CollectionInfo, embedder: Any) -> Embedder | None:
+        if embedder is None:
+            return None
+        if embedder is DEFAULT:
+            if info.embedder not in (None, DEFAULT_NAME) or not available():
+                return None
+            return _shared_default()
+        emb = as_embedder(embedder)
+        if emb.dim is not None and info.dim is not None and emb.dim != info.dim:
+            raise DimensionMismatch(
+                f"collection {info.name!r} holds {info.dim}-d vectors but the embedder makes {emb.dim}-d ones; "
+                "use the embedder the collection was built with"
+            )
+        return emb
+
+    # -- units across collections -----------------------------------------------------------
+
+    def get(self, unit_id: str) -> Unit:
+        """A unit by id, whatever its collection."""
+        return self._units.get(unit_id)
+
+    # -- graph ------------------------------------------------------------------------------
+
+    def link(self, a: str, b: str | Sequence[str], *, kind: str = "related", weight: float = 1.0) -> None:
+        """Add an edge ``a -> b`` (or one to each of several targets); re-linking updates the weight."""
+        targets = [b] if isinstance(b, str) else list(b)
+        with self._db.write():
+            missing = {a, *targets} - self._units.exists([a, *targets])
+            if missing:
+                raise NotFound(f"cannot link: no unit with id {sorted(missing)[0]!r}")
+            self._graph.link([(a, t) for t in targets], kind=kind, weight=weight)
+
+    def unlink(self, a: str, b: str, *, kind: str | None = None) -> int:
+        """Remove edges ``a -> b``; returns how many there were."""
+        return self._graph.unlink(a, b, kind=kind)
+
+    def neighbors(self, unit_id: str, *, kind: str | None = None, direction: Direction = "out") -> list[Edge]:
+        return self._graph.neighbors(unit_id, kind=kind, direction=direction)
+
+    def path(
+        self, a: str, b: str, *, max_depth: int = 4, kind: str | None = None, directed: bool = True
+    ) -> list[str] | None:
+        """Shortest chain of ids from ``a`` to ``b`` following edges, or ``None`` if none within ``max_depth``."""
+        missing = {a, b} - self._units.exists([a, b])
+        if missing:
+            raise NotFound(f"no unit with id {sorted(missing)[0]!r}")
+        return self._graph.path(a, b, max_depth=max_depth, kind=kind, directed=directed)
+
+    def chain(self, unit_id: str) -> list[str]:
+        """``unit_id`` and its ancestors by ``parent_id``, ending at the root."""
+        out = [unit_id]
+        parent = self._units.parent_of(unit_id)
+        while parent is not None:
+            if parent in out:
+                raise VaultError(f"parent links of {unit_id!r} form a cycle at {parent!r}; run check")
+            out.append(parent)
+            parent = self._units.parent_of(parent)
+        return out
+
+    def children(self, unit_id: str) -> list[str]:
+        return self._units.children(unit_id)
+
+    def conversation(self, conversation_id: str) -> list[Unit]:
+        """The units of a conversation, in the order they were added."""
+        return self._units.conversation(conversation_id)
+
+    # -- parts ------------------------------------------------------------------------------
+    # NOTE: each part is built on first use, so a vault that never touches the KV store never
+    # imports torch. A part takes (db, root), migrates its own tables, and has close()/check().
+
+    def _part(self, name: str, factory: Callable[[Database, Path], Part]) -> Any:
+        self._db.conn  # noqa: B018 - raises VaultClosed on a closed vault
+        part = self._parts.get(name)
+        if part is None:
+            part = factory(self._db, self.root)
+            self._parts[name] = part
+        return part
+
+    # -- health -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        cols = {}
+        for name in self._catalog.names():
+            info = self._catalog.find(name)
+            assert info is not None
+            cols[name] = {
+                "units": sum(self._units.count(info.id).values()),
+                "by_state": self._units.count(info.id),
+                "dim": info.dim,
+                "metric": info.metric,
+                "embedder": info.embedder,
+                "vector_rows": info.watermark,
+            }
+        files = [p for p in self.root.rglob("*") if p.is_file()]
+        return {
+            "path": str(self.root),
+            "collections": cols,
+            "units": sum(c["units"] for c in cols.values()),
+            "edges": self._graph.count(),
+            "bytes_on_disk": sum(p.stat().st_size for p in files),
+        }
+
+    def check(self) -> CheckReport:
+        """Verify the store: SQLite integrity, vector files vs watermarks, FTS vs units, edges, parents."""
+        report = run_checks(self._db, self._catalog, self._units, self._graph)
+        for name in CHECKED_PARTS:
+            getattr(self, name)  # builds the part, so a part never used in this process is checked too
+        for part in self._parts.values():
+            part.check(report)
+        return report
+
+
+class Collection:
+    """A named set of units sharing one vector space (dimension, metric, embedder)."""
+
+    def __init__(self, vault: Vault, info: CollectionInfo, embedder: Embedder | None) -> None:
+        self.vault = vault
+        self.name = info.name
+        self._id = info.id
+        self.embedder = embedder
+
+    def __repr__(self) -> str:
+        return f"<Collection {self.name!r} of {self.vault.root}>"
+
+    @property
+    def info(self) -> CollectionInfo:
+        return self.vault._catalog.state(self._id).info
+
+    @property
+    def dim(self) -> int | None:
+        return self.info.dim
+
+    def __len__(self) -> int:
+        return sum(self.vault._units.count(self._id).values())
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def add(
+        self,
+        texts: str | Sequence[str] | None = None,
+        *,
+        vectors: Any = None,
+        ids: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        kind: str | Sequence[str] = "unit",
+        conversation_id: str | Sequence[str | None] | None = None,
+        parent_id: str | Sequence[str | None] | None = None,
+        kv_ref: str | Sequence[str | None] | None = None,
+        batch_size: int = 50_000,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Store units; returns their ids. Texts are embedded unless ``vectors`` are given.
+
+        Everything is validated before anything is written. An add larger than ``batch_size``
+        commits batch by batch (bounded memory); each batch is atomic and durable on return.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if texts is None and vectors is None:
+            raise InvalidInput("add() needs texts, vectors, or both")
+        n = len(texts) if texts is not None else len(vectors)
+        if n == 0:
+            return []
+        text_list: list[str | None] = [None] * n
+        if texts is not None:
+            text_list = list(texts)
+            if len(text_list) != n:
+                raise InvalidInput(f"got {len(text_list)} texts but {n} vectors")
+            for i, t in enumerate(text_list):
+                if not isinstance(t, str) or not t.strip():
+                    raise EmptyText(f"text {i} is empty or not a string; every unit needs non-empty text")
+        mat = None
+        if vectors is not None:
+            mat = self._vectors(vectors, rows=n)
+        elif self.embedder is None:
+            raise self._no_embedder()
+        id_list = new_ids(n) if ids is None else _ids(ids, n)
+        meta = _per_unit(metadata, n, "metadata", default={})
+        for i, m in enumerate(meta):
+            if not isinstance(m, Mapping):
+                raise InvalidInput(f"metadata {i} must be a mapping, got {type(m).__name__}")
+        kinds = _per_unit(kind, n, "kind", default="unit")
+        convs = _per_unit(conversation_id, n, "conversation_id", default=None)
+        parents = _per_unit(parent_id, n, "parent_id", default=None)
+        refs = _per_unit(kv_ref, n, "kv_ref", default=None)
+        done = 0
+        for start in range(0, n, max(1, batch_size)):
+            end = min(n, start + batch_size)
+            if mat is not None:
+                chunk = mat[start:end]
+            else:
+                chunk = self._embed([t for t in text_list[start:end] if t is not None])
+            batch = NewUnits(
+                ids=id_list[start:end], vectors=chunk, texts=text_list[start:end],
+                metadata=[dict(m) for m in meta[start:end]], kinds=kinds[start:end],
+                conversation_ids=convs[start:end], parent_ids=parents[start:end], kv_refs=refs[start:end],
+            )
+            self.vault._units.add(self._id, batch)
+            done = end
+            if progress is not None:
+                progress(done, n)
+        return id_list
+
+    def _vectors(self, values: Any, *, rows: int) -> Vector:
+        mat = check_matrix(values, rows=rows, dim=self.dim)
+        if self.info.metric == "cosine":
+            zero = np.flatnonzero(np.linalg.norm(mat, axis=1) == 0)
+            if len(zero):
+                raise InvalidInput(f"vector {int(zero[0])} is all zeros; cosine similarity is undefined for it")
+            mat = normalize(mat)
+        return mat
+
+    def _embed(self, texts: Sequence[str]) -> Vector:
+        if self.embedder is None:
+            raise self._no_embedder()
+        try:
+            raw = self.embedder.embed(list(texts))
+        except VaultError:
+            raise
+        except Exception as exc:
+            raise EmbedderUnavailable(f"the embedder of {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+        mat = self._vectors(check_matrix(raw, rows=len(texts), what="embedder output"), rows=len(texts))
+        if self.info.embedder is None:
+            with self.vault._db.write():
+                self.vault._catalog.set_embedder(self.info, embedder_name(self.embedder))
+        return mat
+
+    def _no_embedder(self) -> EmbedderUnavailable:
+        built = self.info.embedder
+        if built not in (None, DEFAULT_NAME):
+            return EmbedderUnavailable(
+                f"collection {self.name!r} was built with embedder {built!r}; pass it again: "
+                f"vault.collection({self.name!r}, embedder=...)"
+            )
+        return EmbedderUnavailable(
+            "text needs an embedder: install the default with pip install 'sigmavault[embed]', "
+            "pass embedder=... to vault.collection(), or give vectors=..."
+        )
+
+    def update(
+        self,
+        unit_id: str,
+        *,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        state: str | State | None = None,
+        vector: Any = None,
+        kv_ref: str | None = None,
+    ) -> Unit:
+        """Change a unit. New text is re-embedded (unless ``vector`` is given); ``metadata`` replaces the old."""
+        self._own(unit_id)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise EmptyText("text must be a non-empty string")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidInput(f"metadata must be a mapping, got {type(metadata).__name__}")
+        vec = None
+        if vector is not None:
+            vec = self._vectors(vector, rows=1)
+        elif text is not None:
+            vec = self._embed([text])
+        self.vault._units.update(
+            unit_id, text=text, metadata=metadata, state=None if state is None else State.parse(state),
+            vector=vec, kv_ref=kv_ref,
+        )
+        return self.get(unit_id, touch=False)
+
+    def delete(self, unit_ids: str | Sequence[str]) -> int:
+        """Remove units and their edges; returns how many were removed."""
+        id_list = [unit_ids] if isinstance(unit_ids, str) else list(unit_ids)
+        with self.vault._db.write():
+            for uid in id_list:
+                self._own(uid)
+            self.vault._units.delete(id_list)
+            self.vault._graph.drop_nodes(id_list)
+        return len(id_list)
+
+    def _own(self, unit_id: str) -> None:
+        if self.vault._units.cid_of(unit_id) != self._id:
+            raise NotFound(f"unit {unit_id!r} is not in collection {self.name!r}")
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, unit_id: str, *, touch: bool = True) -> Unit:
+        """The unit with its stored vector; counts as an access unless ``touch=False``."""
+        unit = self.vault._units.get(unit_id, touch=touch)
+        if unit.collection != self.name:
+            raise NotFound(f"unit {unit_id!r} is not in collection {self.name!r}")
+        return unit
+
+    def __iter__(self) -> Iterator[Unit]:
+        return self.vault._units.iter_units(cid=self._id)
+
+    def all(self, *, where: Mapping[str, Any] | None = None) -> Iterator[Unit]:
+        """Every unit (optionally matching ``where``), in insertion order, without vectors."""
+        sql, params = units.compile_where(where, column="u.metadata")
+        return self.vault._units.iter_units(cid=self._id, where_sql=sql, params=params)
+
+    def search(
+        self,
+        query: str | Any,
+        k: int = 10,
+        *,
+        mode: Mode = "vector",
+        where: Mapping[str, Any] | None = None,
+        states: str | State | Sequence[str | State] = "active",
+    ) -> list[Hit]:
+        """The ``k`` best units for a text or a vector. See README "Scores" for what scores mean."""
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        state_set = _states(states)
+        if mode not in ("vector", "text", "hybrid"):
+            raise InvalidInput(f"mode must be 'vector', 'text' or 'hybrid', got {mode!r}")
+        if mode != "vector" and not isinstance(query, str):
+            raise InvalidInput(f"mode={mode!r} needs a text query")
+        if isinstance(query, str) and not query.strip():
+            raise EmptyText("the query text is empty")
+        if mode == "text":
+            return self.vault._search.text(self._id, query, k, where=where, states=state_set)
+        if self.dim is None:
+            return []
+        qvec = self._embed([query]) if isinstance(query, str) else check_matrix(query, rows=1, dim=self.dim)
+        if mode == "vector":
+            return self.vault._search.vector(self._id, qvec, k, where=where, states=state_set)[0]
+        depth = max(2 * k, 20)
+        by_vector = self.vault._search.vector(self._id, qvec, depth, where=where, states=state_set)[0]
+        by_text = self.vault._search.text(self._id, query, depth, where=where, states=state_set)
+        return fuse([by_vector, by_text], k)
+
+    def find_similar(self, id_or_vector: str | Any, threshold: float = 0.85, *, k: int | None = None) -> list[Hit]:
+        """Near duplicates by SimHash: units whose signature agrees on at least ``threshold`` of its bits."""
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidInput(f"threshold must be in [0, 1], got {threshold!r}")
+        st = self.vault._catalog.state(self._id)
+        exclude = None
+        if isinstance(id_or_vector, str):
+            unit = self.get(id_or_vector, touch=False)
+            probe = unit.semantic_hash
+            rows = self.vault._db.one("SELECT vec_row FROM units WHERE uid = ?", (unit.id,))
+            exclude = rows[0] if rows else None
+        else:
+            if st.planes is None:
+                return []
+            probe = int(signatures(check_matrix(id_or_vector, rows=1, dim=self.dim), st.planes)[0])
+        found = self.vault._search.similar(self._id, probe, threshold, exclude_row=exclude)
+        if k is not None:
+            found = found[:k]
+        info = self.vault._units.by_rows(self._id, [r for r, _ in found])
+        return [Hit(id=info[r][0], score=s, text=info[r][1], metadata=info[r][2]) for r, s in found if r in info]
+
+
+def _ids(ids: Sequence[str], n: int) -> list[str]:
+    out = list(ids)
+    if len(out) != n:
+        raise InvalidInput(f"got {len(out)} ids for {n} units")
+    for i in out:
+        if not isinstance(i, str) or not i or len(i) > 256:
+            raise InvalidInput(f"id {i!r}: ids are non-empty strings of at most 256 characters")
+    return out
+
+
+def _per_unit(value: Any, n: int, what: str, *, default: Any) -> list[Any]:
+    """One value for all units, or a list with one per unit."""
+    if value is None:
+        return [default] * n
+    if isinstance(value, str | Mapping):
+        return [value] * n
+    out = list(value)
+    if len(out) != n:
+        raise InvalidInput(f"{what}: got {len(out)} values for {n} units (give one value, or one per unit)")
+    return out
+
+
+def _states(states: str | State | Sequence[str | State]) -> tuple[State, ...]:
+    if states == "all":
+        return tuple(State)
+    if isinstance(states, str | State):
+        return (State.parse(states),)
+    return tuple(State.parse(s) for s in states)
