@@ -41,10 +41,12 @@ MIGRATIONS: list[Migration] = [
         "CREATE UNIQUE INDEX units_by_row ON units(collection_id, vec_row)",
         "CREATE INDEX units_by_conversation ON units(conversation_id, rid) WHERE conversation_id IS NOT NULL",
         "CREATE INDEX units_by_parent ON units(parent_id) WHERE parent_id IS NOT NULL",
-        # NOTE: external-content FTS keeps one copy of the text (in units); the porter stemmer
-        # lets "boiling" find "boils".
+        # NOTE: external-content FTS keeps one copy of the text (in units). Its content is a view
+        # of the units that have text, so FTS5's integrity-check can compare index and texts (a
+        # NULL text would read as a mismatch). The porter stemmer lets "boiling" find "boils".
+        "CREATE VIEW units_text AS SELECT rid, text FROM units WHERE text IS NOT NULL",
         """CREATE VIRTUAL TABLE units_fts USING fts5(
-            text, content='units', content_rowid='rid', tokenize='porter unicode61'
+            text, content='units_text', content_rowid='rid', tokenize='porter unicode61'
         )""",
     ],
 ]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs sigmavault with every extra into .venv (CPU torch first, so nothing pulls CUDA) and runs the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install --quiet torch==2.13.0
+.venv/bin/pip install --quiet -e '.[all]'
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

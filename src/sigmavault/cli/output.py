@@ -1,0 +1,82 @@
+"""Shared helpers for CLI verbs: JSON or human output, progress bars, argument parsing."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from sigmavault.errors import InvalidInput
+
+__all__ = ["add_common", "console", "emit", "parse_json_arg", "progress_bar", "to_jsonable"]
+
+
+def add_common(parser: argparse.ArgumentParser, *, collection: bool = False) -> None:
+    """The vault path, ``--json`` and (optionally) ``--collection`` that most verbs take."""
+    parser.add_argument("path", help="vault directory")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    if collection:
+        parser.add_argument("-c", "--collection", default="docs", help="collection name (default: docs)")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums and numpy values as plain JSON types."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> None:
+    """Print ``data`` as JSON with ``--json``, else through ``render`` (rich output)."""
+    if getattr(args, "json", False):
+        json.dump(to_jsonable(data), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render(data)
+
+
+def parse_json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+
+
+@contextmanager
+def progress_bar(description: str, total: int, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr; yields ``update(done, total)`` for ``Collection.add(progress=...)``."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
