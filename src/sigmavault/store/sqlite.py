@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sigmavault.errors import Corrupted, ReadOnly, VaultClosed, VaultError, VaultLocked
 
-__all__ = ["Database", "Migration"]
+__all__ = ["Cipher", "Database", "Migration"]
 
 # A migration step is a list of SQL statements or a function given the connection inside the
 # write transaction. Steps are applied in order; a part's version is the number applied.
@@ -28,6 +28,15 @@ _BUSY_WORDS = ("database is locked", "database is busy", "database table is lock
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return any(word in str(exc) for word in _BUSY_WORDS)
+
+
+class Cipher(Protocol):
+    """Seals record fields at rest (see sigmavault.crypto). ``aad`` binds a ciphertext to its place:
+    parts pass ``f"{table}/{record_id}/{field}".encode()`` so a sealed value moved elsewhere fails to open."""
+
+    def seal(self, aad: bytes, plaintext: bytes) -> bytes: ...
+
+    def open(self, aad: bytes, sealed: bytes) -> bytes: ...
 
 
 class Database:
@@ -44,6 +53,9 @@ class Database:
         self._lock = threading.RLock()
         self._depth = 0
         self._write_hooks: list[Callable[[], None]] = []
+        # NOTE: set by the facade when the vault is opened with a key; every part seals its
+        # sensitive fields (text, metadata, payloads) with it when it is not None.
+        self.cipher: Cipher | None = None
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout
