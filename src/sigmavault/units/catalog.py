@@ -10,7 +10,6 @@ makes them reload.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,9 @@ from sigmavault.types import State, Vector
 __all__ = ["STATE_CODES", "Catalog", "CollectionInfo", "RowState"]
 
 STATE_CODES = {State.ACTIVE: 1, State.ARCHIVED: 2, State.EXPIRED: 3, State.CORRUPTED: 4}
+# NOTE: one fixed seed, so signatures of the same vector agree across collections, vaults and
+# machines (a bundle or migration reproduces them). Stored per collection so it can change later.
+SIMHASH_SEED = 20261124
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
@@ -126,7 +128,7 @@ class Catalog:
                 return found
             conn.execute(
                 "INSERT INTO collections (name, dim, metric, embedder, hash_seed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, dim, metric, embedder, secrets.randbits(62), time.time()),
+                (name, dim, metric, embedder, SIMHASH_SEED, time.time()),
             )
         info = self.find(name)
         assert info is not None
