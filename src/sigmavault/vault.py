@@ -7,12 +7,14 @@ parts (units, graph, and later kv, sessions, policies, witness) keep their own r
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -27,12 +29,18 @@ from sigmavault.errors import (
     VaultError,
 )
 from sigmavault.graph import Direction, GraphStore
-from sigmavault.index import normalize, signatures
+from sigmavault.index import signatures
 from sigmavault.store import Database, Migration
 from sigmavault.types import CheckReport, Edge, Hit, State, Unit, Vector
 from sigmavault.units import Catalog, CollectionInfo, NewUnits, UnitStore, new_ids
 from sigmavault.units.search import SearchEngine, fuse
 from sigmavault.health import run_checks
+
+if TYPE_CHECKING:
+    from sigmavault.kv import KVStore
+    from sigmavault.policies import Policies
+    from sigmavault.sessions import Sessions
+    from sigmavault.witness import Witness
 
 __all__ = ["DEFAULT", "Collection", "Part", "Vault", "open"]
 
@@ -41,16 +49,21 @@ DEFAULT: Any = object()  # sentinel: "the default embedder", distinct from None 
 Mode = Literal["vector", "text", "hybrid"]
 Progress = Callable[[int, int], None]
 
-_VAULT_MIGRATIONS: list[Migration] = [
-    [
-        "CREATE TABLE vault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        f"INSERT INTO vault_meta VALUES ('format', '1'), ('vault_id', '{uuid.uuid4().hex}'), "
-        f"('created_at', '{time.time():.3f}')",
-    ],
-]
+
+
+def _create_vault_meta(conn: sqlite3.Connection) -> None:
+    # NOTE: a function, not SQL text: the id and time must be drawn per vault, not once at import.
+    conn.execute("CREATE TABLE vault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.executemany(
+        "INSERT INTO vault_meta VALUES (?, ?)",
+        [("format", "1"), ("vault_id", uuid.uuid4().hex), ("created_at", f"{time.time():.3f}")],
+    )
+
+
+_VAULT_MIGRATIONS: list[Migration] = [_create_vault_meta]
 _default_embedder: MiniLM | None = None
 # Properties of Vault naming parts that check() must build and verify (each part adds its name).
-CHECKED_PARTS: tuple[str, ...] = ()
+CHECKED_PARTS: tuple[str, ...] = ("sessions", "policies", "kv", "witness")
 
 
 class Part(Protocol):
@@ -139,6 +152,19 @@ class Vault:
     def __repr__(self) -> str:
         return f"<Vault {str(self.root)!r}{' closed' if self.closed else ''}>"
 
+    @contextmanager
+    def transaction(self) -> Iterator[Vault]:
+        """Group writes (add, link, update, delete, ...) into one atomic commit: all or nothing.
+
+        Many small writes go much faster this way: each commit waits for the disk once.
+        """
+        try:
+            with self._db.write():
+                yield self
+        except BaseException:
+            self._catalog.forget()  # NOTE: cached row state may describe writes just rolled back
+            raise
+
     # -- collections ------------------------------------------------------------------------
 
     def collection(
@@ -200,7 +226,11 @@ class Vault:
         return self._graph.unlink(a, b, kind=kind)
 
     def neighbors(self, unit_id: str, *, kind: str | None = None, direction: Direction = "out") -> list[Edge]:
-        return self._graph.neighbors(unit_id, kind=kind, direction=direction)
+        """Edges leaving (``out``), entering (``in``) or touching (``both``) a unit, heaviest first."""
+        edges = self._graph.neighbors(unit_id, kind=kind, direction=direction)
+        if not edges and not self._units.exists([unit_id]):
+            raise NotFound(f"no unit with id {unit_id!r}")
+        return edges
 
     def path(
         self, a: str, b: str, *, max_depth: int = 4, kind: str | None = None, directed: bool = True
@@ -240,6 +270,30 @@ class Vault:
             part = factory(self._db, self.root)
             self._parts[name] = part
         return part
+
+    @property
+    def kv(self) -> KVStore:
+        from sigmavault.kv import KVStore  # lazy: keeps `import sigmavault` light
+
+        return self._part("kv", KVStore)  # type: ignore[no-any-return]
+
+    @property
+    def sessions(self) -> Sessions:
+        from sigmavault.sessions import Sessions  # lazy: keeps `import sigmavault` light
+
+        return self._part("sessions", Sessions)  # type: ignore[no-any-return]
+
+    @property
+    def policies(self) -> Policies:
+        from sigmavault.policies import Policies  # lazy: keeps `import sigmavault` light
+
+        return self._part("policies", Policies)  # type: ignore[no-any-return]
+
+    @property
+    def witness(self) -> Witness:
+        from sigmavault.witness import Witness  # lazy: the writer thread starts on first record()
+
+        return self._part("witness", Witness)  # type: ignore[no-any-return]
 
     # -- health -----------------------------------------------------------------------------
 
@@ -323,7 +377,10 @@ class Collection:
             texts = [texts]
         if texts is None and vectors is None:
             raise InvalidInput("add() needs texts, vectors, or both")
-        n = len(texts) if texts is not None else len(vectors)
+        try:
+            n = len(texts) if texts is not None else len(vectors)
+        except TypeError:
+            raise InvalidInput(f"vectors must be an (n, dim) array, got {type(vectors).__name__}") from None
         if n == 0:
             return []
         text_list: list[str | None] = [None] * n
@@ -344,10 +401,10 @@ class Collection:
         for i, m in enumerate(meta):
             if not isinstance(m, Mapping):
                 raise InvalidInput(f"metadata {i} must be a mapping, got {type(m).__name__}")
-        kinds = _per_unit(kind, n, "kind", default="unit")
-        convs = _per_unit(conversation_id, n, "conversation_id", default=None)
-        parents = _per_unit(parent_id, n, "parent_id", default=None)
-        refs = _per_unit(kv_ref, n, "kv_ref", default=None)
+        kinds = _labels(_per_unit(kind, n, "kind", default="unit"), "kind", optional=False)
+        convs = _labels(_per_unit(conversation_id, n, "conversation_id", default=None), "conversation_id")
+        parents = _labels(_per_unit(parent_id, n, "parent_id", default=None), "parent_id")
+        refs = _labels(_per_unit(kv_ref, n, "kv_ref", default=None), "kv_ref")
         done = 0
         for start in range(0, n, max(1, batch_size)):
             end = min(n, start + batch_size)
@@ -369,13 +426,15 @@ class Collection:
     def _vectors(self, values: Any, *, rows: int) -> Vector:
         mat = check_matrix(values, rows=rows, dim=self.dim)
         if self.info.metric == "cosine":
-            zero = np.flatnonzero(np.linalg.norm(mat, axis=1) == 0)
+            norms = np.linalg.norm(mat, axis=1, keepdims=True)
+            zero = np.flatnonzero(norms[:, 0] == 0)
             if len(zero):
                 raise InvalidInput(f"vector {int(zero[0])} is all zeros; cosine similarity is undefined for it")
-            mat = normalize(mat)
+            mat = np.divide(mat, norms, dtype=np.float32)
         return mat
 
-    def _embed(self, texts: Sequence[str]) -> Vector:
+    def _embed(self, texts: Sequence[str], *, record: bool = True) -> Vector:
+        """Embed ``texts``; ``record`` notes the embedder's name on the collection (on writes only)."""
         if self.embedder is None:
             raise self._no_embedder()
         try:
@@ -385,7 +444,7 @@ class Collection:
         except Exception as exc:
             raise EmbedderUnavailable(f"the embedder of {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
         mat = self._vectors(check_matrix(raw, rows=len(texts), what="embedder output"), rows=len(texts))
-        if self.info.embedder is None:
+        if record and self.info.embedder is None:
             with self.vault._db.write():
                 self.vault._catalog.set_embedder(self.info, embedder_name(self.embedder))
         return mat
@@ -431,8 +490,9 @@ class Collection:
 
     def delete(self, unit_ids: str | Sequence[str]) -> int:
         """Remove units and their edges; returns how many were removed."""
-        id_list = [unit_ids] if isinstance(unit_ids, str) else list(unit_ids)
-        with self.vault._db.write():
+        id_list = [unit_ids] if isinstance(unit_ids, str) else list(dict.fromkeys(unit_ids))
+        # NOTE: guard: the row-state cache is edited before the outer commit; a failure must drop it.
+        with self.vault._catalog.guard(self._id), self.vault._db.write():
             for uid in id_list:
                 self._own(uid)
             self.vault._units.delete(id_list)
@@ -483,7 +543,10 @@ class Collection:
             return self.vault._search.text(self._id, query, k, where=where, states=state_set)
         if self.dim is None:
             return []
-        qvec = self._embed([query]) if isinstance(query, str) else check_matrix(query, rows=1, dim=self.dim)
+        if isinstance(query, str):
+            qvec = self._embed([query], record=False)  # NOTE: a search never writes (frozen vaults search too)
+        else:
+            qvec = check_matrix(query, rows=1, dim=self.dim)
         if mode == "vector":
             return self.vault._search.vector(self._id, qvec, k, where=where, states=state_set)[0]
         depth = max(2 * k, 20)
@@ -521,6 +584,15 @@ def _ids(ids: Sequence[str], n: int) -> list[str]:
         if not isinstance(i, str) or not i or len(i) > 256:
             raise InvalidInput(f"id {i!r}: ids are non-empty strings of at most 256 characters")
     return out
+
+
+def _labels(values: list[Any], what: str, *, optional: bool = True) -> list[Any]:
+    """Check per-unit string fields (kind, conversation_id, parent_id, kv_ref) before any write."""
+    for i, v in enumerate(values):
+        if not ((optional and v is None) or (isinstance(v, str) and v)):
+            need = "a non-empty string or None" if optional else "a non-empty string"
+            raise InvalidInput(f"{what} {i}: expected {need}, got {v!r}")
+    return values
 
 
 def _per_unit(value: Any, n: int, what: str, *, default: Any) -> list[Any]:
