@@ -11,6 +11,7 @@ from sigmavault.errors import (
     DimensionMismatch,
     EmbedderUnavailable,
     EmptyText,
+    EncryptionError,
     InvalidFilter,
     InvalidInput,
     NotFound,
@@ -19,10 +20,24 @@ from sigmavault.errors import (
     VaultError,
     VaultLocked,
 )
+from sigmavault.index.ann import get_threads, set_threads
 from sigmavault.types import CheckReport, Edge, Hit, State, Unit
 from sigmavault.vault import Collection, Vault, open
+from sigmavault.witness.entry import WitnessEntry
 
 __version__ = "0.1.0"
+
+# NOTE: tool modules load on first attribute access (sv.bundle, sv.migrate, sv.crypto), so that
+# `import sigmavault` stays light and never imports cryptography unless a key is used.
+_LAZY_MODULES = ("bundle", "crypto", "migrate")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"sigmavault.{name}")
+    raise AttributeError(f"module 'sigmavault' has no attribute {name!r}")
 
 __all__ = [
     "BundleInvalid",
@@ -33,6 +48,7 @@ __all__ = [
     "Edge",
     "EmbedderUnavailable",
     "EmptyText",
+    "EncryptionError",
     "Hit",
     "InvalidFilter",
     "InvalidInput",
@@ -44,6 +60,9 @@ __all__ = [
     "VaultClosed",
     "VaultError",
     "VaultLocked",
+    "WitnessEntry",
     "__version__",
+    "get_threads",
     "open",
+    "set_threads",
 ]

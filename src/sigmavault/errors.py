@@ -13,7 +13,8 @@
     ├── VaultClosed
     ├── ReadOnly
     ├── EmbedderUnavailable
-    └── BundleInvalid
+    ├── BundleInvalid
+    └── EncryptionError
 
 Each message says what was wrong and, where there is one, what to do about it.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "DimensionMismatch",
     "EmbedderUnavailable",
     "EmptyText",
+    "EncryptionError",
     "InvalidFilter",
     "InvalidInput",
     "NotFound",
@@ -85,3 +87,7 @@ class EmbedderUnavailable(VaultError):
 
 class BundleInvalid(VaultError):
     """A bundle failed verification, or cannot be imported safely."""
+
+
+class EncryptionError(VaultError):
+    """An encrypted vault got no key or the wrong key, or encryption is unavailable."""
