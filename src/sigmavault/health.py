@@ -42,6 +42,11 @@ def run_checks(db: Database, catalog: Catalog, units: UnitStore, graph: GraphSto
 
 
 def _check_fts(db: Database, report: CheckReport) -> None:
+    if db.cipher is not None:
+        # NOTE: an encrypted vault never indexes text (the index would hold the words in plain).
+        if db.one("SELECT 1 FROM units_fts_docsize LIMIT 1") is not None:
+            report.problems.append("fts: the full-text index of an encrypted vault holds entries (plain words)")
+        return
     with_text = int(db.one("SELECT COUNT(*) FROM units WHERE text IS NOT NULL")[0])
     indexed = int(db.one("SELECT COUNT(*) FROM units_fts_docsize")[0])
     if with_text != indexed:

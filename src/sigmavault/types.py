@@ -16,7 +16,7 @@ __all__ = ["CheckReport", "Edge", "Hit", "State", "Unit", "Vector"]
 Vector = npt.NDArray[np.float32]
 
 
-class State(str, Enum):
+class State(str, Enum):  # noqa: UP042 - str() stays "State.ACTIVE"; StrEnum would change it
     """Lifecycle of a unit. Only ``active`` units are searched unless a search asks otherwise."""
 
     ACTIVE = "active"

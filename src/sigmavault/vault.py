@@ -29,12 +29,13 @@ from sigmavault.errors import (
     VaultError,
 )
 from sigmavault.graph import Direction, GraphStore
+from sigmavault.health import run_checks
 from sigmavault.index import signatures
 from sigmavault.store import Database, Migration
 from sigmavault.types import CheckReport, Edge, Hit, State, Unit, Vector
 from sigmavault.units import Catalog, CollectionInfo, NewUnits, UnitStore, new_ids
+from sigmavault.units.indexes import IndexConfig, IndexManager
 from sigmavault.units.search import SearchEngine, fuse
-from sigmavault.health import run_checks
 
 if TYPE_CHECKING:
     from sigmavault.kv import KVStore
@@ -47,6 +48,7 @@ __all__ = ["DEFAULT", "Collection", "Part", "Vault", "open"]
 DB_NAME = "vault.db"
 DEFAULT: Any = object()  # sentinel: "the default embedder", distinct from None ("no embedder")
 Mode = Literal["vector", "text", "hybrid"]
+IndexChoice = Literal["auto", "exact", "hnsw", "ivf-rabitq"]
 Progress = Callable[[int, int], None]
 
 
@@ -82,41 +84,57 @@ def _shared_default() -> MiniLM:
     return _default_embedder
 
 
-def open(  # noqa: A001 - the binding public name is sigmavault.open
+def open(  # NOTE: shadows the builtin on purpose: the binding public name is sigmavault.open
     path: str | os.PathLike[str],
     *,
     create: bool = True,
     frozen: bool = False,
     busy_timeout: float = 30.0,
+    key: Any = None,
 ) -> Vault:
-    """Open the vault at ``path``, creating it unless ``create=False``; ``frozen=True`` is read-only."""
-    return Vault(path, create=create, frozen=frozen, busy_timeout=busy_timeout)
+    """Open the vault at ``path``, creating it unless ``create=False``; ``frozen=True`` is read-only.
+
+    ``key`` encrypts a new vault / opens an encrypted one (see :mod:`sigmavault.crypto`); by default
+    it comes from ``SIGMAVAULT_KEY``, ``SIGMAVAULT_KEY_FILE`` or ``SIGMAVAULT_PASSPHRASE`` if set.
+    """
+    return Vault(path, create=create, frozen=frozen, busy_timeout=busy_timeout, key=key)
 
 
 class Vault:
     """One directory of memory. Thread-safe; other processes may open the same path at once."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, create: bool = True, frozen: bool = False, busy_timeout: float = 30.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        frozen: bool = False,
+        busy_timeout: float = 30.0,
+        key: Any = None,
     ) -> None:
         self.root = Path(path)
         self.frozen = frozen
         db_path = self.root / DB_NAME
         if self.root.exists() and not self.root.is_dir():
             raise InvalidInput(f"{self.root} is a file; a vault is a directory")
-        if not db_path.exists():
+        new = not db_path.exists()
+        if new:
             if not create or frozen:
                 raise NotFound(f"no vault at {self.root} (no {DB_NAME}); create one with sigmavault.open(path)")
             self.root.mkdir(parents=True, exist_ok=True)
         self._db = Database(db_path, readonly=frozen, busy_timeout=busy_timeout)
         try:
             self._db.migrate("vault", _VAULT_MIGRATIONS)
+            from sigmavault.crypto import configure  # stdlib-only until a key is actually used
+
+            self._db.cipher = configure(self._db, key, new=new)
             self._db.migrate(units.PART, units.MIGRATIONS)
             self._db.migrate(graph.PART, graph.MIGRATIONS)
             self._catalog = Catalog(self._db, self.root)
             self._units = UnitStore(self._db, self._catalog)
             self._graph = GraphStore(self._db)
-            self._search = SearchEngine(self._catalog, self._units)
+            self._indexes = IndexManager(self._db, self._catalog, self.root)
+            self._search = SearchEngine(self._catalog, self._units, self._indexes)
             if not frozen:
                 self._catalog.truncate_tails()
         except BaseException:
@@ -136,6 +154,7 @@ class Vault:
             self._units.flush_access()
         finally:
             self._parts.clear()
+            self._indexes.close()
             self._catalog.close()
             self._db.close()
 
@@ -163,6 +182,7 @@ class Vault:
                 yield self
         except BaseException:
             self._catalog.forget()  # NOTE: cached row state may describe writes just rolled back
+            self._indexes.forget()  # NOTE: an index saved inside the transaction lost its record
             raise
 
     # -- collections ------------------------------------------------------------------------
@@ -174,17 +194,37 @@ class Vault:
         embedder: Any = DEFAULT,
         metric: str = "cosine",
         create: bool = True,
+        index: IndexChoice | None = None,
+        **index_params: int,
     ) -> Collection:
-        """The collection ``name`` (created on first use). ``embedder=None`` means vectors only."""
+        """The collection ``name`` (created on first use). ``embedder=None`` means vectors only.
+
+        ``index`` picks vector search: ``"auto"`` (default: exact below 20k vectors, IVF-RaBitQ
+        above), ``"exact"``, ``"hnsw"`` or ``"ivf-rabitq"``. ``index_params`` set the collection's
+        defaults: ``ef``, ``nprobe``, ``rerank`` (per search too), ``m``, ``ef_construction``, ``nlist``,
+        ``bits``.
+        Both are stored with the collection; omit them to keep what it has.
+        """
         self._db.conn  # noqa: B018 - raises VaultClosed on a closed vault
         info = self._catalog.find(name)
+        config = _index_config(info.config if info else {}, index, index_params)
         if info is None:
             if not create:
                 raise NotFound(f"no collection {name!r}; have: {', '.join(self._catalog.names()) or 'none'}")
             info = self._catalog.create(name, dim=None, metric=metric, embedder=None)
         elif metric != info.metric and metric != "cosine":
             raise InvalidInput(f"collection {name!r} was created with metric {info.metric!r}, not {metric!r}")
+        if config is not None and config != info.config.get("index"):
+            self._catalog.set_config(info, {**info.config, "index": config})
         return Collection(self, info, self._resolve_embedder(info, embedder))
+
+    def compact(self, collection: str | None = None, *, progress: Progress | None = None) -> list[dict[str, Any]]:
+        """Rebuild ANN indexes without deleted and replaced vectors; returns what was done per collection."""
+        names = [collection] if collection is not None else self._catalog.names()
+        out = []
+        for name in names:
+            out.append(self.collection(name, embedder=None, create=False).compact(progress=progress))
+        return out
 
     def collections(self) -> list[str]:
         return self._catalog.names()
@@ -322,6 +362,7 @@ class Vault:
     def check(self) -> CheckReport:
         """Verify the store: SQLite integrity, vector files vs watermarks, FTS vs units, edges, parents."""
         report = run_checks(self._db, self._catalog, self._units, self._graph)
+        self._indexes.check(report)
         for name in CHECKED_PARTS:
             getattr(self, name)  # builds the part, so a part never used in this process is checked too
         for part in self._parts.values():
@@ -393,7 +434,7 @@ class Collection:
                     raise EmptyText(f"text {i} is empty or not a string; every unit needs non-empty text")
         mat = None
         if vectors is not None:
-            mat = self._vectors(vectors, rows=n)
+            mat = self._checked_rows(vectors, rows=n)
         elif self.embedder is None:
             raise self._no_embedder()
         id_list = new_ids(n) if ids is None else _ids(ids, n)
@@ -409,12 +450,12 @@ class Collection:
         for start in range(0, n, max(1, batch_size)):
             end = min(n, start + batch_size)
             if mat is not None:
-                chunk = mat[start:end]
+                chunk = self._vectors(mat[start:end], rows=end - start)
             else:
                 chunk = self._embed([t for t in text_list[start:end] if t is not None])
             batch = NewUnits(
                 ids=id_list[start:end], vectors=chunk, texts=text_list[start:end],
-                metadata=[dict(m) for m in meta[start:end]], kinds=kinds[start:end],
+                metadata=[m if type(m) is dict else dict(m) for m in meta[start:end]], kinds=kinds[start:end],
                 conversation_ids=convs[start:end], parent_ids=parents[start:end], kv_refs=refs[start:end],
             )
             self.vault._units.add(self._id, batch)
@@ -423,10 +464,35 @@ class Collection:
                 progress(done, n)
         return id_list
 
+    def _checked_rows(self, values: Any, *, rows: int) -> Any:
+        """Validate every row of an (n, dim) array block by block, without a full-size copy.
+
+        NOTE: a 1M x 384 add would otherwise hold the input, a float32 copy and a normalised copy
+        at once (~4.5 GB); here the input (an array or a np.memmap) is only read, and each batch is
+        converted and normalised as it is written.
+        """
+        if not isinstance(values, np.ndarray) or values.ndim != 2:
+            return self._vectors(values, rows=rows)
+        check_matrix(values[:1], rows=1, dim=self.dim)
+        if values.shape[0] != rows:
+            raise InvalidInput(f"vectors: expected {rows} rows, got {values.shape[0]}")
+        for start in range(0, rows, 65_536):
+            block = np.asarray(values[start : start + 65_536], dtype=np.float32)
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                raise InvalidInput(f"vectors: row {start + int(np.flatnonzero(~finite)[0])} contains NaN or infinity")
+            if self.info.metric == "cosine":
+                zero = np.flatnonzero(~block.any(axis=1))
+                if len(zero):
+                    raise InvalidInput(
+                        f"vector {start + int(zero[0])} is all zeros; cosine similarity is undefined for it"
+                    )
+        return values
+
     def _vectors(self, values: Any, *, rows: int) -> Vector:
         mat = check_matrix(values, rows=rows, dim=self.dim)
         if self.info.metric == "cosine":
-            norms = np.linalg.norm(mat, axis=1, keepdims=True)
+            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))[:, None]  # NOTE: no (n, dim) temporary
             zero = np.flatnonzero(norms[:, 0] == 0)
             if len(zero):
                 raise InvalidInput(f"vector {int(zero[0])} is all zeros; cosine similarity is undefined for it")
@@ -507,10 +573,7 @@ class Collection:
 
     def get(self, unit_id: str, *, touch: bool = True) -> Unit:
         """The unit with its stored vector; counts as an access unless ``touch=False``."""
-        unit = self.vault._units.get(unit_id, touch=touch)
-        if unit.collection != self.name:
-            raise NotFound(f"unit {unit_id!r} is not in collection {self.name!r}")
-        return unit
+        return self.vault._units.get(unit_id, touch=touch, cid=self._id)
 
     def __iter__(self) -> Iterator[Unit]:
         return self.vault._units.iter_units(cid=self._id)
@@ -528,10 +591,18 @@ class Collection:
         mode: Mode = "vector",
         where: Mapping[str, Any] | None = None,
         states: str | State | Sequence[str | State] = "active",
+        ef: int | None = None,
+        nprobe: int | None = None,
+        rerank: int | None = None,
     ) -> list[Hit]:
-        """The ``k`` best units for a text or a vector. See README "Scores" for what scores mean."""
+        """The ``k`` best units for a text or a vector. See README "Scores" for what scores mean.
+
+        ``ef`` (HNSW beam), ``nprobe`` (IVF lists probed) and ``rerank`` (candidates per result
+        refined exactly) override the collection's ANN defaults for this search.
+        """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        knobs = _knobs(ef, nprobe, rerank)
         state_set = _states(states)
         if mode not in ("vector", "text", "hybrid"):
             raise InvalidInput(f"mode must be 'vector', 'text' or 'hybrid', got {mode!r}")
@@ -548,11 +619,61 @@ class Collection:
         else:
             qvec = check_matrix(query, rows=1, dim=self.dim)
         if mode == "vector":
-            return self.vault._search.vector(self._id, qvec, k, where=where, states=state_set)[0]
+            return self.vault._search.vector(self._id, qvec, k, where=where, states=state_set, **knobs)[0]
         depth = max(2 * k, 20)
-        by_vector = self.vault._search.vector(self._id, qvec, depth, where=where, states=state_set)[0]
+        by_vector = self.vault._search.vector(self._id, qvec, depth, where=where, states=state_set, **knobs)[0]
         by_text = self.vault._search.text(self._id, query, depth, where=where, states=state_set)
         return fuse([by_vector, by_text], k)
+
+    def search_batch(
+        self,
+        queries: Sequence[str] | Any,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        states: str | State | Sequence[str | State] = "active",
+        ef: int | None = None,
+        nprobe: int | None = None,
+        rerank: int | None = None,
+    ) -> list[list[Hit]]:
+        """Vector search for many queries at once (texts, or an (m, dim) matrix): one list of hits each.
+
+        Much faster per query than calling :meth:`search` in a loop: FAISS spreads the batch over
+        its threads (see ``sigmavault.set_threads``) and hits are looked up in one pass.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        knobs = _knobs(ef, nprobe, rerank)
+        state_set = _states(states)
+        if isinstance(queries, str):
+            raise InvalidInput("search_batch takes a list of texts or a matrix; use search() for one query")
+        texts = isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries)
+        if isinstance(queries, Sequence) and len(queries) == 0:
+            return []
+        if self.dim is None:
+            return [[] for _ in range(len(queries))]
+        if texts:
+            for i, q in enumerate(queries):
+                if not q.strip():
+                    raise EmptyText(f"query text {i} is empty")
+            qmat = self._embed(list(queries), record=False)
+        else:
+            qmat = check_matrix(queries, dim=self.dim, what="queries")
+        return self.vault._search.vector(self._id, qmat, k, where=where, states=state_set, **knobs)
+
+    # -- index ------------------------------------------------------------------------------
+
+    def index_info(self) -> dict[str, Any]:
+        """How vector search runs here: configured and active kind, and the index file's coverage."""
+        return self.vault._indexes.info(self.vault._catalog.state(self._id))
+
+    def build_index(self, *, progress: Progress | None = None) -> dict[str, Any]:
+        """Build (or rebuild) the ANN index now instead of at the first search; returns :meth:`index_info`."""
+        return self.compact(progress=progress)
+
+    def compact(self, *, progress: Progress | None = None) -> dict[str, Any]:
+        """Rebuild the ANN index without deleted and replaced vectors (exact collections: nothing to do)."""
+        return self.vault._indexes.compact(self.vault._catalog.state(self._id), progress=progress)
 
     def find_similar(self, id_or_vector: str | Any, threshold: float = 0.85, *, k: int | None = None) -> list[Hit]:
         """Near duplicates by SimHash: units whose signature agrees on at least ``threshold`` of its bits."""
@@ -593,6 +714,33 @@ def _labels(values: list[Any], what: str, *, optional: bool = True) -> list[Any]
             need = "a non-empty string or None" if optional else "a non-empty string"
             raise InvalidInput(f"{what} {i}: expected {need}, got {v!r}")
     return values
+
+
+def _knobs(ef: int | None, nprobe: int | None, rerank: int | None) -> dict[str, int | None]:
+    """Validate per-search ANN knobs (None = the collection's default)."""
+    for name, value in (("ef", ef), ("nprobe", nprobe), ("rerank", rerank)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+    return {"ef": ef, "nprobe": nprobe, "rerank": rerank}
+
+
+def _index_config(stored: Mapping[str, Any], index: str | None, params: Mapping[str, int]) -> dict[str, Any] | None:
+    """The collection's new ``index`` config, or None when the call changes nothing."""
+    if index is None and not params:
+        return None
+    unknown = set(params) - {"ef", "nprobe", "rerank", "m", "ef_construction", "nlist", "bits"}
+    if unknown:
+        raise InvalidInput(
+            f"unknown collection option(s) {', '.join(sorted(unknown))}; index options are "
+            "ef, nprobe, rerank, m, ef_construction, nlist, bits"
+        )
+    merged = {**(stored.get("index") or {}), **params}
+    if index is not None:
+        merged["kind"] = index
+    try:
+        return IndexConfig(**merged).to_json()
+    except TypeError as exc:
+        raise InvalidInput(f"bad index option: {exc}") from None
 
 
 def _per_unit(value: Any, n: int, what: str, *, default: Any) -> list[Any]:

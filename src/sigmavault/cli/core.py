@@ -89,7 +89,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         ids = vault.collection(args.collection).add(
             args.texts, ids=args.ids, metadata=meta, parent_id=args.parent, conversation_id=args.conversation
         )
-    emit(args, {"ids": ids}, lambda d: [console().print(i) for i in d["ids"]])
+    emit(args, {"ids": ids}, lambda d: console().print("\n".join(d["ids"])))
     return 0
 
 

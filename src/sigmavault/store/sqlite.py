@@ -24,6 +24,7 @@ __all__ = ["Cipher", "Database", "Migration"]
 Migration = Sequence[str] | Callable[[sqlite3.Connection], None]
 
 _BUSY_WORDS = ("database is locked", "database is busy", "database table is locked")
+_CORRUPT_WORDS = ("malformed", "not a database", "corrupt")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -52,7 +53,7 @@ class Database:
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._depth = 0
-        self._write_hooks: list[Callable[[], None]] = []
+        self._write_hooks: list[tuple[Callable[[], None], Callable[[], None] | None]] = []
         # NOTE: set by the facade when the vault is opened with a key; every part seals its
         # sensitive fields (text, metadata, payloads) with it when it is not None.
         self.cipher: Cipher | None = None
@@ -108,9 +109,13 @@ class Database:
         with self._lock:
             return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
-    def add_write_hook(self, hook: Callable[[], None]) -> None:
-        """Run ``hook`` at the start of every outermost write transaction (inside it)."""
-        self._write_hooks.append(hook)
+    def add_write_hook(self, hook: Callable[[], None], *, on_rollback: Callable[[], None] | None = None) -> None:
+        """Run ``hook`` at the start of every outermost write transaction (inside it).
+
+        ``on_rollback`` runs when that transaction rolls back instead of committing, so a hook
+        that moved buffered state into the transaction can put it back.
+        """
+        self._write_hooks.append((hook, on_rollback))
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -134,21 +139,30 @@ class Database:
             self._begin(conn, wait=wait)
             self._depth = 1
             try:
-                for hook in self._write_hooks:
+                for hook, _ in self._write_hooks:
                     hook()
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 self._depth = 0
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                self._rollback(conn)
+                # NOTE: parts run statements on the yielded connection; a raw sqlite3 error
+                # escaping them still reaches the caller as a VaultError.
+                if isinstance(exc, sqlite3.Error):
+                    raise self._translate(exc) from exc
                 raise
             self._depth = 0
             try:
                 conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                self._rollback(conn)
                 raise self._translate(exc) from exc
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        for _, undo in self._write_hooks:
+            if undo is not None:
+                undo()
 
     def _begin(self, conn: sqlite3.Connection, *, wait: bool) -> None:
         if not wait:
@@ -174,22 +188,25 @@ class Database:
         """A consistent snapshot for several statements (a deferred read transaction)."""
         with self._lock:
             conn = self.conn
-            if self._depth or conn.in_transaction:
-                yield conn
-                return
-            conn.execute("BEGIN")
+            outer = not (self._depth or conn.in_transaction)
+            if outer:
+                conn.execute("BEGIN")
             try:
                 yield conn
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
             finally:
-                if conn.in_transaction:
+                if outer and conn.in_transaction:
                     conn.execute("COMMIT")
 
-    def _translate(self, exc: sqlite3.OperationalError) -> VaultError:
-        if _is_busy(exc):
+    def _translate(self, exc: sqlite3.Error) -> VaultError:
+        if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
             return VaultLocked(
                 f"{self.path}: another writer held the vault for more than {self.busy_timeout:.0f} s; "
                 "retry, or raise busy_timeout in sigmavault.open()"
             )
+        if any(word in str(exc) for word in _CORRUPT_WORDS):
+            return Corrupted(f"{self.path}: the SQLite store is damaged ({exc}); run `sigmavault check`")
         return VaultError(f"{self.path}: SQLite error: {exc}")
 
     # -- queries ----------------------------------------------------------------------------
@@ -198,21 +215,21 @@ class Database:
         with self._lock:
             try:
                 return self.conn.execute(sql, params)
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             try:
                 return self.conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         with self._lock:
             try:
                 return self.conn.execute(sql, params).fetchone()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
     # -- schema -----------------------------------------------------------------------------

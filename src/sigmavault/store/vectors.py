@@ -9,6 +9,7 @@ Layout: a 64-byte header (magic, format version, dimension) followed by ``dim * 
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -53,11 +54,18 @@ class VectorFile:
             raise Corrupted(f"{path}: vector file is missing")
         flags = os.O_RDONLY if readonly else os.O_RDWR | os.O_CREAT
         self._fd = os.open(path, flags, 0o644)
-        if not exists or os.fstat(self._fd).st_size == 0:
-            os.pwrite(self._fd, _HEADER.pack(MAGIC, FORMAT_VERSION, dim).ljust(HEADER_SIZE, b"\0"), 0)
-            os.fsync(self._fd)
-            fsync_dir(path.parent)
-        self._check_header()
+        try:
+            if not exists or os.fstat(self._fd).st_size == 0:
+                if readonly:
+                    raise Corrupted(f"{path}: vector file is empty (it has no header)")
+                os.pwrite(self._fd, _HEADER.pack(MAGIC, FORMAT_VERSION, dim).ljust(HEADER_SIZE, b"\0"), 0)
+                os.fsync(self._fd)
+                fsync_dir(path.parent)
+            self._check_header()
+        except BaseException:
+            os.close(self._fd)  # NOTE: a refused file must not leak its descriptor
+            self._fd = -1
+            raise
 
     def _check_header(self) -> None:
         head = os.pread(self._fd, HEADER_SIZE, 0)
@@ -68,8 +76,13 @@ class VectorFile:
             raise Corrupted(f"{self.path}: not a sigmavault vector file (bad magic)")
         if version > FORMAT_VERSION:
             raise Corrupted(f"{self.path}: vector file format {version} is newer than this sigmavault")
+        if version < 1:
+            raise Corrupted(f"{self.path}: vector file format {version} is invalid")
         if dim != self.dim:
             raise Corrupted(f"{self.path}: vector file holds {dim}-d rows, the catalogue says {self.dim}")
+        if len(head) < HEADER_SIZE or any(head[_HEADER.size :]):
+            # NOTE: version 1 reserves the rest of the header as zeros; anything else is damage.
+            raise Corrupted(f"{self.path}: vector file header is damaged (reserved bytes are not zero)")
 
     def rows_on_disk(self) -> int:
         """Complete rows physically present (may exceed the watermark after a crash)."""
@@ -79,9 +92,9 @@ class VectorFile:
         """Write ``vectors`` at row ``start`` and fsync; call inside the SQLite write transaction."""
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise DimensionMismatch(f"expected rows of {self.dim} floats, got shape {vectors.shape}")
-        data = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+        data = np.ascontiguousarray(vectors, dtype="<f4")
         offset = HEADER_SIZE + start * self.row_bytes
-        view = memoryview(data)
+        view = data.data.cast("B")  # NOTE: no copy; pwrite reads the array's own buffer
         while view:
             written = os.pwrite(self._fd, view, offset)
             view = view[written:]
@@ -120,11 +133,9 @@ class VectorFile:
         self._mapped_rows = 0
         old, self._map = self._map, None
         if old is not None:
-            try:
+            # NOTE: a caller may still hold an array over the old map; then it closes with that array.
+            with contextlib.suppress(BufferError):
                 old.close()
-            except BufferError:
-                # NOTE: a caller still holds an array over the old map; the map closes with it.
-                pass
 
     def close(self) -> None:
         with self._lock:

@@ -5,4 +5,6 @@ from sigmavault.units.filters import compile_where
 from sigmavault.units.records import NewUnits, UnitStore, new_ids
 from sigmavault.units.schema import MIGRATIONS, PART
 
-__all__ = ["MIGRATIONS", "PART", "Catalog", "CollectionInfo", "NewUnits", "RowState", "UnitStore", "compile_where", "new_ids"]
+__all__ = [
+    "MIGRATIONS", "PART", "Catalog", "CollectionInfo", "NewUnits", "RowState", "UnitStore", "compile_where", "new_ids"
+]

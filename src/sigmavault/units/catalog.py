@@ -74,7 +74,7 @@ class RowState:
 
     def mask(self, states: tuple[State, ...]) -> npt.NDArray[np.bool_]:
         if states == (State.ACTIVE,):
-            return self.codes == 1
+            return np.equal(self.codes, 1)
         return np.isin(self.codes, [STATE_CODES[s] for s in states])
 
     def grow(self, rows: int) -> None:
@@ -127,7 +127,8 @@ class Catalog:
             if found is not None:
                 return found
             conn.execute(
-                "INSERT INTO collections (name, dim, metric, embedder, hash_seed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO collections (name, dim, metric, embedder, hash_seed, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (name, dim, metric, embedder, SIMHASH_SEED, time.time()),
             )
         info = self.find(name)
@@ -139,6 +140,18 @@ class Catalog:
         self.db.execute("UPDATE collections SET dim = ? WHERE id = ? AND dim IS NULL", (dim, info.id))
         info.dim = dim
 
+    def set_config(self, info: CollectionInfo, config: dict[str, Any]) -> None:
+        """Replace a collection's config JSON (e.g. its index choice), here and in the cached state."""
+        with self.db.write():
+            self.db.execute(
+                "UPDATE collections SET config = ? WHERE id = ?", (json.dumps(config, sort_keys=True), info.id)
+            )
+        info.config = config
+        with self._lock:
+            st = self._states.get(info.id)
+            if st is not None:
+                st.info.config = config
+
     def set_embedder(self, info: CollectionInfo, name: str) -> None:
         self.db.execute("UPDATE collections SET embedder = ? WHERE id = ?", (name, info.id))
         info.embedder = name
@@ -147,13 +160,23 @@ class Catalog:
 
     def state(self, cid: int) -> RowState:
         """The loaded row state of a collection, reloaded if another process committed since."""
+        # NOTE: never hold self._lock while calling the database: a thread inside a write
+        # transaction holds the database lock and then asks for this one (lock-order deadlock).
+        version = self.db.data_version()
         with self._lock:
-            version = self.db.data_version()
             st = self._states.get(cid)
-            if st is None or st.loaded_version != version:
-                st = self._load(cid, version, st)
-                self._states[cid] = st
-            return st
+            if st is not None and st.loaded_version == version:
+                return st
+        fresh = self._load(cid, version, st)
+        with self._lock:
+            current = self._states.get(cid)
+            if current is not None and current is not st and current.loaded_version == version:
+                # another thread loaded the same version meanwhile: keep one, close the other's file
+                if fresh.vectors is not None and fresh.vectors is not current.vectors:
+                    fresh.vectors.close()
+                return current
+            self._states[cid] = fresh
+            return fresh
 
     def fresh_info(self, cid: int) -> CollectionInfo:
         """The catalogue row as of now; inside a write transaction this sees every other commit."""
@@ -172,6 +195,12 @@ class Catalog:
             raise
 
     def _load(self, cid: int, version: int, old: RowState | None) -> RowState:
+        # NOTE: one snapshot for the catalogue row and the unit rows; read apart, a commit by
+        # another process in between would show units past the watermark just read.
+        with self.db.read():
+            return self._load_snapshot(cid, version, old)
+
+    def _load_snapshot(self, cid: int, version: int, old: RowState | None) -> RowState:
         info = self.by_id(cid)
         vectors = old.vectors if old is not None and old.info.dim == info.dim else None
         if vectors is None and info.dim:
@@ -183,7 +212,8 @@ class Catalog:
             (cid,),
         )
         if rows:
-            arr = np.array([(r[0], STATE_CODES[State(r[1])], r[2]) for r in rows], dtype=np.int64)
+            code = {s.value: c for s, c in STATE_CODES.items()}
+            arr = np.array([(r[0], code[r[1]], r[2]) for r in rows], dtype=np.int64)
             if arr[:, 0].max() >= info.watermark:
                 raise Corrupted(f"collection {info.name!r}: a unit points past the vector watermark; run check")
             st.codes[arr[:, 0]] = arr[:, 1].astype(np.int8)
@@ -216,10 +246,20 @@ class Catalog:
         return st.vectors
 
     def committed(self, st: RowState, rows: int) -> None:
-        """Record that this process committed rows up to ``rows``; keeps the cache current."""
+        """Record that this process committed rows up to ``rows``; keeps the cache current.
+
+        NOTE: ``st.loaded_version`` stays as read inside the write transaction: our own commit
+        does not change ``data_version``, and re-reading it here would hide a commit that another
+        process made in the meantime.
+        """
         st.info.watermark = rows
         st.grow(rows)
-        st.loaded_version = self.db.data_version()
+
+    def forget(self) -> None:
+        """Drop every cached row state (an enclosing transaction rolled back)."""
+        with self._lock:
+            for st in self._states.values():
+                st.loaded_version = -1
 
     def truncate_tails(self) -> list[str]:
         """Cut crash tails past each watermark, under the write lock; returns what was cut."""
@@ -231,7 +271,10 @@ class Catalog:
             path = self.vector_dir / f"{info.id}.f32"
             if not path.exists():
                 continue
-            vf = self.open_vectors(info)
+            try:
+                vf = self.open_vectors(info)
+            except Corrupted:
+                continue  # NOTE: left as found for check() to report; cutting could lose evidence
             try:
                 if path.stat().st_size > HEADER_SIZE + info.watermark * vf.row_bytes:
                     with self.db.write():

@@ -8,11 +8,15 @@ Grammar::
     value   := str | int | float | bool | None  (a bare value means $eq; None matches a missing key)
 
 Keys at the same level are AND-ed. $gt/$gte/$lt/$lte take numbers; $in/$nin take a non-empty list.
+A value only ever equals a stored value of the same JSON type: 1 matches 1 and 1.0 but never
+"1" or true, and a string never matches a nested object. $gt/$gte/$lt/$lte match numbers only
+(a stored string or boolean never satisfies them). $ne and $nin also match units without the key.
 Values are always bound as SQL parameters, never pasted into the statement.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -22,8 +26,10 @@ from sigmavault.errors import InvalidFilter
 __all__ = ["compile_where"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
-_COMPARE = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_OPS = ("$eq", "$ne", *_RANGE, "$in", "$nin")
 _SCALARS = (str, int, float, bool, type(None))
+_INT64 = 2**63
 
 
 def compile_where(where: Mapping[str, Any] | None, column: str = "metadata") -> tuple[str, list[Any]]:
@@ -40,6 +46,8 @@ def compile_where(where: Mapping[str, Any] | None, column: str = "metadata") -> 
 def _clause(where: Mapping[str, Any], column: str, params: list[Any]) -> str:
     parts: list[str] = []
     for key, cond in where.items():
+        if not isinstance(key, str):
+            raise InvalidFilter(f"where keys must be strings, got {key!r}")
         if key in ("$and", "$or"):
             if not isinstance(cond, list) or not cond or not all(isinstance(c, Mapping) for c in cond):
                 raise InvalidFilter(f"{key} takes a non-empty list of where clauses")
@@ -56,34 +64,68 @@ def _field(key: str, cond: Any, column: str, params: list[Any]) -> str:
     if not _KEY.match(key):
         raise InvalidFilter(f"metadata key {key!r} may use letters, digits, '_', '-' and '.' only")
     path = "$" + "".join(f'."{seg}"' for seg in key.split("."))
-    expr = f"json_extract({column}, '{path}')"
+    ref = (f"json_type({column}, '{path}')", f"json_extract({column}, '{path}')")
     if not isinstance(cond, Mapping):
-        return _compare(expr, "$eq", cond, key, params)
+        return _equal(ref, _scalar(key, cond), params)
     if not cond:
         raise InvalidFilter(f"empty condition for {key!r}")
-    return "(" + " AND ".join(_compare(expr, op, val, key, params) for op, val in cond.items()) + ")"
+    return "(" + " AND ".join(_compare(ref, op, val, key, params) for op, val in cond.items()) + ")"
 
 
-def _compare(expr: str, op: str, value: Any, key: str, params: list[Any]) -> str:
+def _compare(ref: tuple[str, str], op: Any, value: Any, key: str, params: list[Any]) -> str:
+    jtype, expr = ref
+    if op == "$eq":
+        return _equal(ref, _scalar(key, value), params)
+    if op == "$ne":
+        return f"NOT {_equal(ref, _scalar(key, value), params)}"
     if op in ("$in", "$nin"):
-        if not isinstance(value, list | tuple) or not value or not all(isinstance(v, _SCALARS) for v in value):
+        if not isinstance(value, list | tuple) or not value:
             raise InvalidFilter(f"{key}: {op} takes a non-empty list of scalars")
-        if any(v is None for v in value):
+        values = [_scalar(key, v) for v in value]
+        if any(v is None for v in values):
             raise InvalidFilter(f"{key}: {op} cannot hold None; use {{'{key}': None}} for a missing key")
-        params.extend(value)
-        marks = ", ".join("?" * len(value))
-        if op == "$in":
-            return f"{expr} IN ({marks})"
-        return f"({expr} IS NULL OR {expr} NOT IN ({marks}))"
-    if op not in _COMPARE:
-        raise InvalidFilter(f"{key}: unknown operator {op!r}; use one of {', '.join([*_COMPARE, '$in', '$nin'])}")
-    if op in ("$gt", "$gte", "$lt", "$lte"):
+        found = _one_of(ref, values, params)
+        return found if op == "$in" else f"NOT {found}"
+    if op in _RANGE:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidFilter(f"{key}: {op} takes a number, got {type(value).__name__}")
-    elif not isinstance(value, _SCALARS):
-        raise InvalidFilter(f"{key}: values must be str, int, float, bool or None, got {type(value).__name__}")
+        params.append(_scalar(key, value))
+        return f"COALESCE({jtype} IN ('integer', 'real') AND {expr} {_RANGE[op]} ?, 0)"
+    raise InvalidFilter(f"{key}: unknown operator {op!r}; use one of {', '.join(_OPS)}")
+
+
+def _scalar(key: str, value: Any) -> Any:
+    """Check a filter value: a JSON scalar SQLite can bind exactly."""
+    if not isinstance(value, _SCALARS):
+        kind = type(value).__name__
+        raise InvalidFilter(f"{key}: values must be str, int, float, bool or None, got {kind}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+        raise InvalidFilter(f"{key}: integer {value} does not fit in 64 bits")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidFilter(f"{key}: {value} is not a finite number")
+    return value
+
+
+def _equal(ref: tuple[str, str], value: Any, params: list[Any]) -> str:
+    """True (never NULL) when the stored value has ``value``'s JSON type and equals it."""
+    jtype, _ = ref
     if value is None:
-        return f"{expr} IS {'NOT ' if op == '$ne' else ''}NULL"
-    params.append(value)
-    # NOTE: `IS NOT` (not `!=`) so that $ne also matches units where the key is missing.
-    return f"{expr} {'IS NOT' if op == '$ne' else _COMPARE[op]} ?"
+        return f"({jtype} IS NULL OR {jtype} = 'null')"
+    return _one_of(ref, [value], params)
+
+
+def _one_of(ref: tuple[str, str], values: list[Any], params: list[Any]) -> str:
+    """True (never NULL) when the stored value equals one of ``values`` (same JSON type)."""
+    jtype, expr = ref
+    bools = sorted({"true" if v else "false" for v in values if isinstance(v, bool)})
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    texts = [v for v in values if isinstance(v, str)]
+    terms = []
+    if bools:
+        terms.append(f"{jtype} IN ({', '.join(repr(b) for b in bools)})")
+    for kinds, group in (("'integer', 'real'", numbers), ("'text'", texts)):
+        if group:
+            params.extend(group)
+            terms.append(f"({jtype} IN ({kinds}) AND {expr} IN ({', '.join('?' * len(group))}))")
+    # NOTE: COALESCE turns SQL's NULL (missing key) into false, so NOT of this stays correct.
+    return f"COALESCE({' OR '.join(terms)}, 0)"

@@ -4,12 +4,20 @@ Writes follow the storage rule of the vault: vectors are written and fsynced int
 file first, then one SQLite transaction records the units, their FTS entries and the new
 watermark. Either the commit happens and everything is there, or the file holds an
 unreferenced tail that the next open cuts.
+
+At rest, when the vault has a cipher (``sigmavault.open(path, key=...)``), ``text`` and
+``metadata`` are AES-GCM BLOBs bound to ``units/<id>/text`` and ``units/<id>/metadata``; ids,
+kind, state, times, counts, conversation/parent ids, kv_ref and vectors stay plain because
+queries and search need them. The FTS index would hold the words in plain text, so an
+encrypted vault keeps it empty and refuses text and hybrid search; ``where`` filters open
+metadata inside SQLite through the ``sv_meta`` function and never write it back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -18,12 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from sigmavault.errors import InvalidInput, NotFound, VaultLocked
+from sigmavault.errors import EncryptionError, InvalidInput, NotFound, VaultLocked
 from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.types import State, Unit, Vector
-from sigmavault.units.catalog import STATE_CODES, Catalog, RowState
+from sigmavault.units.catalog import STATE_CODES, Catalog
 
 __all__ = ["NewUnits", "UnitStore", "new_ids"]
 
@@ -58,10 +67,32 @@ class NewUnits:
     kv_refs: list[str | None]
 
 
+# NOTE: one encoder, built once: json.dumps with options builds a new one per call (3x slower).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# NOTE: CPython's C encoder called directly: encode() rebuilds it for every call, which is most of
+# the cost of a small dict. Same output as _ENCODER; None where the C accelerator is missing.
+try:
+    _C_ENCODE: Any = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+except (AttributeError, TypeError):
+    _C_ENCODE = None
+# An add at least this large writes its vectors on a second thread while SQLite inserts the rows.
+_PARALLEL_ROWS = 4096
+_STATES = {s.value: s for s in State}
+_DECODE = json.JSONDecoder().raw_decode  # NOTE: our own compact JSON; skips loads()'s whitespace scans
+_U64 = (1 << 64) - 1  # stored as a signed 64-bit integer; handed out unsigned
+# `where` SQL from compile_where reads json_type/json_extract(metadata|u.metadata, ...); on an
+# encrypted vault the column is opened first (the keys and values are bound parameters, never here).
+_META_REF = re.compile(r"\b(json_type|json_extract)\((u\.)?metadata,")
+
+
 def dumps(meta: Mapping[str, Any]) -> str:
     try:
-        return json.dumps(meta, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        if _C_ENCODE is not None and type(meta) is dict:
+            return "".join(_C_ENCODE(meta, 0))
+        return _ENCODER.encode(meta)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"metadata must be JSON-serialisable (no NaN): {exc}") from None
 
 
@@ -72,10 +103,40 @@ class UnitStore:
         self.db = db
         self.catalog = catalog
         self._pending: dict[str, tuple[int, float]] = {}
+        self._inflight: dict[str, tuple[int, float]] = {}
         self._pending_since = 0.0
         self._plock = threading.Lock()
         if not db.readonly:
-            db.add_write_hook(self._flush_access_in_txn)
+            db.add_write_hook(self._flush_access_in_txn, on_rollback=self._restore_access)
+        db.conn.create_function("sv_meta", 2, self._sql_meta, deterministic=True)
+
+    # -- sealing (encryption at rest) -------------------------------------------------------
+
+    def _seal(self, uid: str, field: str, value: str | None) -> str | bytes | None:
+        cipher = self.db.cipher
+        if cipher is None or value is None:
+            return value
+        return cipher.seal(f"units/{uid}/{field}".encode(), value.encode())
+
+    def _open(self, uid: str, field: str, stored: str | bytes | None) -> str | None:
+        if stored is None or isinstance(stored, str):
+            return stored
+        if self.db.cipher is None:
+            raise EncryptionError(f"unit {uid!r} is sealed; open the vault with its key")
+        return self.db.cipher.open(f"units/{uid}/{field}".encode(), bytes(stored)).decode()
+
+    def _meta(self, uid: str, stored: str | bytes) -> dict[str, Any]:
+        if type(stored) is str:  # NOTE: the plain fast path: loading every unit is dominated by this
+            return {} if stored == "{}" else _DECODE(stored)[0]
+        return json.loads(self._open(uid, "metadata", stored) or "{}")  # type: ignore[no-any-return]
+
+    def _sql_meta(self, uid: str, stored: str | bytes) -> str | None:
+        return self._open(uid, "metadata", stored)
+
+    def _where(self, where_sql: str) -> str:
+        if self.db.cipher is None:
+            return where_sql
+        return _META_REF.sub(lambda m: f"{m[1]}(sv_meta({m[2] or ''}uid, {m[2] or ''}metadata),", where_sql)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -84,49 +145,81 @@ class UnitStore:
         if len(set(batch.ids)) != n:
             raise InvalidInput("ids must be unique within one add() call")
         now = time.time()
+        metas: list[Any] = [dumps(m) for m in batch.metadata]  # NOTE: validated before anything is written
+        texts: list[Any] = batch.texts
+        if self.db.cipher is not None:
+            texts = [self._seal(u, "text", t) for u, t in zip(batch.ids, batch.texts, strict=True)]
+            metas = [self._seal(u, "metadata", m) for u, m in zip(batch.ids, metas, strict=True)]
         with self.catalog.guard(cid), self.db.write() as conn:
             st = self.catalog.state(cid)
             vf = self.catalog.ensure_vectors(st, batch.vectors.shape[1])
-            self._check_new(conn, batch)
+            self._check_parents(conn, batch)
             start = st.info.watermark
             assert st.planes is not None
-            sigs = signatures(batch.vectors, st.planes)
-            rid0 = int(conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM units").fetchone()[0])
-            vf.write_rows(start, batch.vectors)
-            rows = [
-                (
-                    rid0 + i, batch.ids[i], cid, start + i, batch.texts[i], dumps(batch.metadata[i]),
-                    batch.kinds[i], now, now, batch.conversation_ids[i], batch.parent_ids[i],
-                    int(sigs[i].view(np.int64)), batch.kv_refs[i],
-                )
-                for i in range(n)
-            ]
-            conn.executemany(
-                "INSERT INTO units (rid, uid, collection_id, vec_row, text, metadata, kind, state, created_at, "
-                "accessed_at, conversation_id, parent_id, semantic_hash, kv_ref) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            conn.executemany(
-                "INSERT INTO units_fts (rowid, text) VALUES (?, ?)",
-                [(rid0 + i, t) for i, t in enumerate(batch.texts) if t is not None],
-            )
+            # NOTE: the vector write (and its fsync) overlaps the inserts below; it is joined, and so
+            # durable, before the transaction can commit.
+            writer = _Background(vf.write_rows, start, batch.vectors) if n >= _PARALLEL_ROWS else None
+            if writer is None:
+                vf.write_rows(start, batch.vectors)
+            try:
+                sigs = self._insert(conn, cid, batch, start, now, st.planes, texts, metas)
+            except BaseException:
+                if writer is not None:
+                    writer.join()  # NOTE: never leave a write to the file running past the transaction
+                raise
+            if writer is not None:
+                writer.result()
             conn.execute("UPDATE collections SET watermark = ? WHERE id = ?", (start + n, cid))
         self.catalog.committed(st, start + n)
         st.codes[start : start + n] = 1
         st.hashes[start : start + n] = sigs
         return list(batch.ids)
 
-    def _check_new(self, conn: sqlite3.Connection, batch: NewUnits) -> None:
-        taken = _existing(conn, batch.ids)
-        if taken:
-            raise InvalidInput(f"id {sorted(taken)[0]!r} already exists; ids are unique across the vault")
+    def _insert(
+        self, conn: sqlite3.Connection, cid: int, batch: NewUnits, start: int, now: float,
+        planes: npt.NDArray[np.float32], texts: list[Any], metas: list[Any],
+    ) -> npt.NDArray[np.uint64]:
+        """Insert the rows of a validated batch (and their text index); returns their signatures."""
+        n = len(batch.ids)
+        sigs = signatures(batch.vectors, planes)
+        rid0 = int(conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM units").fetchone()[0])
+        rows = zip(
+            range(rid0, rid0 + n), batch.ids, range(start, start + n), texts, metas, batch.kinds,
+            batch.conversation_ids, batch.parent_ids, sigs.view(np.int64).tolist(), batch.kv_refs,
+            strict=True,
+        )
+        try:
+            # NOTE: the UNIQUE index is the duplicate check; asking first costs a query per 900 ids.
+            conn.executemany(
+                "INSERT INTO units (rid, uid, vec_row, text, metadata, kind, conversation_id, parent_id, "
+                f"semantic_hash, kv_ref, collection_id, state, created_at, accessed_at) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {int(cid)}, 'active', {now!r}, {now!r})",
+                rows,
+            )
+        except sqlite3.IntegrityError:
+            taken = sorted(_existing(conn, batch.ids))
+            if taken:
+                raise InvalidInput(f"id {taken[0]!r} already exists; ids are unique across the vault") from None
+            raise
+        if self.db.cipher is None:
+            # NOTE: one statement reading the rows just inserted: no second pass of Python bindings.
+            conn.execute(
+                "INSERT INTO units_fts (rowid, text) SELECT rid, text FROM units "
+                "WHERE rid >= ? AND rid < ? AND text IS NOT NULL",
+                (rid0, rid0 + n),
+            )
+        return sigs
+
+    def _check_parents(self, conn: sqlite3.Connection, batch: NewUnits) -> None:
+        if not any(p is not None for p in batch.parent_ids):
+            return
         parents = {p for p in batch.parent_ids if p is not None} - set(batch.ids)
         missing = parents - _existing(conn, list(parents))
         if missing:
             raise NotFound(f"parent_id {sorted(missing)[0]!r} is not a unit in this vault")
+        position = {uid: i for i, uid in enumerate(batch.ids)}
         for pos, pid in enumerate(batch.parent_ids):
-            if pid is not None and pid in batch.ids and batch.ids.index(pid) >= pos:
+            if pid is not None and position.get(pid, -1) >= pos:
                 raise InvalidInput(f"unit {batch.ids[pos]!r}: its parent must come before it in the batch")
 
     def update(
@@ -153,7 +246,7 @@ class UnitStore:
             params: list[Any] = []
             if metadata is not None:
                 sets.append("metadata = ?")
-                params.append(dumps(metadata))
+                params.append(self._seal(uid, "metadata", dumps(metadata)))
             if state is not None:
                 sets.append("state = ?")
                 params.append(state.value)
@@ -162,10 +255,13 @@ class UnitStore:
                 params.append(kv_ref)
             if text is not None:
                 sets.append("text = ?")
-                params.append(text)
-                if old_text is not None:
-                    conn.execute("INSERT INTO units_fts (units_fts, rowid, text) VALUES ('delete', ?, ?)", (rid, old_text))
-                conn.execute("INSERT INTO units_fts (rowid, text) VALUES (?, ?)", (rid, text))
+                params.append(self._seal(uid, "text", text))
+                if isinstance(old_text, str):
+                    conn.execute(
+                        "INSERT INTO units_fts (units_fts, rowid, text) VALUES ('delete', ?, ?)", (rid, old_text)
+                    )
+                if self.db.cipher is None:
+                    conn.execute("INSERT INTO units_fts (rowid, text) VALUES (?, ?)", (rid, text))
             new_row = None
             if vector is not None:
                 vf = self.catalog.ensure_vectors(st, vector.shape[1])
@@ -188,6 +284,29 @@ class UnitStore:
         elif vec_row is not None:
             st.codes[vec_row] = code
 
+    def restore_history(self, cid: int, items: Sequence[tuple[str, State, float, float, int]]) -> None:
+        """Set ``(id, state, created_at, accessed_at, access_count)`` of units brought from another store.
+
+        Used by ``sigmavault migrate`` so that migrated units keep their age and use counts.
+        """
+        with self.catalog.guard(cid), self.db.write() as conn:
+            conn.executemany(
+                "UPDATE units SET state = ?, created_at = ?, accessed_at = ?, access_count = ? "
+                "WHERE uid = ? AND collection_id = ?",
+                [(s.value, float(c), float(a), int(n), uid, cid) for uid, s, c, a, n in items],
+            )
+            rows = conn.execute(
+                "SELECT vec_row, state FROM units WHERE collection_id = ? AND vec_row IS NOT NULL", (cid,)
+            ).fetchall()
+        st = self.catalog.state(cid)
+        for vec_row, state in rows:
+            st.codes[vec_row] = STATE_CODES[_STATES[state]]
+
+    def vector_rows(self, cid: int) -> dict[str, int]:
+        """``id -> vector row`` of every unit of ``cid`` with a vector (bulk checks, e.g. after a migration)."""
+        rows = self.db.all("SELECT uid, vec_row FROM units WHERE collection_id = ? AND vec_row IS NOT NULL", (cid,))
+        return {r[0]: int(r[1]) for r in rows}
+
     def delete(self, uids: Sequence[str]) -> list[tuple[int, int | None]]:
         """Remove units (their children are re-attached to the deleted unit's parent).
 
@@ -203,7 +322,7 @@ class UnitStore:
                 if row is None:
                     raise NotFound(f"no unit with id {uid!r}")
                 rid, cid, vec_row, text, parent = row
-                if text is not None:
+                if isinstance(text, str):  # sealed text was never indexed
                     conn.execute("INSERT INTO units_fts (units_fts, rowid, text) VALUES ('delete', ?, ?)", (rid, text))
                 conn.execute("UPDATE units SET parent_id = ? WHERE parent_id = ?", (parent, uid))
                 conn.execute("DELETE FROM units WHERE rid = ?", (rid,))
@@ -219,10 +338,13 @@ class UnitStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, uid: str, *, vector: bool = True, touch: bool = True) -> Unit:
+    def get(self, uid: str, *, vector: bool = True, touch: bool = True, cid: int | None = None) -> Unit:
+        """One unit; with ``cid``, only if it belongs to that collection (checked before counting)."""
         row = self.db.one(f"SELECT {_UNIT_COLS} {_FROM} WHERE u.uid = ?", (uid,))
         if row is None:
             raise NotFound(f"no unit with id {uid!r}")
+        if cid is not None and row[14] != cid:
+            raise NotFound(f"unit {uid!r} belongs to collection {row[1]!r}, not to the one asked")
         if touch:
             self.touch([uid])
         return self._unit(row, vector=vector)
@@ -246,6 +368,8 @@ class UnitStore:
             f"SELECT vec_row, uid, text, metadata FROM units WHERE collection_id = ? AND vec_row IN ({marks})",
             (cid, *[int(r) for r in rows]),
         )
+        if self.db.cipher is not None:
+            return {r[0]: (r[1], self._open(r[1], "text", r[2]), self._meta(r[1], r[3])) for r in found}
         return {r[0]: (r[1], r[2], json.loads(r[3])) for r in found}
 
     def iter_units(
@@ -253,7 +377,10 @@ class UnitStore:
     ) -> Iterator[Unit]:
         """Every unit (optionally of one collection / matching a compiled filter), in insertion order."""
         last = 0
-        scope = "" if cid is None else f"AND u.collection_id = {int(cid)}"
+        where_sql = self._where(where_sql)
+        # NOTE: the unary + keeps SQLite on the rowid range; through the collection index it would
+        # sort the whole collection for every batch (quadratic in its size).
+        scope = "" if cid is None else f"AND +u.collection_id = {int(cid)}"
         while True:
             rows = self.db.all(
                 f"SELECT {_UNIT_COLS}, u.rid {_FROM} WHERE u.rid > ? {scope} AND {where_sql} "
@@ -268,6 +395,7 @@ class UnitStore:
 
     def rows_matching(self, cid: int, where_sql: str, params: Sequence[Any]) -> np.ndarray:
         """Vector rows of the units in ``cid`` that satisfy a compiled ``where``."""
+        where_sql = self._where(where_sql)
         found = self.db.all(
             f"SELECT vec_row FROM units WHERE collection_id = ? AND vec_row IS NOT NULL AND {where_sql}",
             (cid, *params),
@@ -278,6 +406,11 @@ class UnitStore:
         self, cid: int, query: str, k: int, states: tuple[State, ...], where_sql: str, params: Sequence[Any]
     ) -> list[tuple[str, float, str | None, dict[str, Any]]]:
         """BM25 over FTS5; returns ``(id, score, text, metadata)`` with score = -bm25 (higher is better)."""
+        if self.db.cipher is not None:
+            raise InvalidInput(
+                "text and hybrid search are off on an encrypted vault: a full-text index would keep the "
+                "words in plain text; use mode='vector'"
+            )
         match = fts_query(query)
         if match is None:
             return []
@@ -292,7 +425,8 @@ class UnitStore:
         return [(r[0], float(r[1]), r[2], json.loads(r[3])) for r in rows]
 
     def conversation(self, conversation_id: str) -> list[Unit]:
-        rows = self.db.all(f"SELECT {_UNIT_COLS} {_FROM} WHERE u.conversation_id = ? ORDER BY u.rid", (conversation_id,))
+        sql = f"SELECT {_UNIT_COLS} {_FROM} WHERE u.conversation_id = ? ORDER BY u.rid"
+        rows = self.db.all(sql, (conversation_id,))
         return [self._unit(r, vector=False) for r in rows]
 
     def parent_of(self, uid: str) -> str | None:
@@ -319,9 +453,11 @@ class UnitStore:
             st = self.catalog.state(r[14])
             vec = np.array(st.matrix()[r[13]])
         return Unit(
-            id=r[0], collection=r[1], text=r[2], metadata=json.loads(r[3]), kind=r[4], state=State(r[5]),
+            id=r[0], collection=r[1], text=r[2] if type(r[2]) is not bytes else self._open(r[0], "text", r[2]),
+            metadata=self._meta(r[0], r[3]),
+            kind=r[4], state=_STATES[r[5]],
             created_at=r[6], accessed_at=seen, access_count=count, conversation_id=r[9], parent_id=r[10],
-            semantic_hash=int(np.int64(r[11]).view(np.uint64)), kv_ref=r[12], vector=vec,
+            semantic_hash=r[11] & _U64, kv_ref=r[12], vector=vec,
         )
 
     # -- access statistics ------------------------------------------------------------------
@@ -354,11 +490,20 @@ class UnitStore:
     def _flush_access_in_txn(self) -> None:
         with self._plock:
             pending, self._pending = self._pending, {}
+            self._inflight = pending
         if pending:
             self.db.conn.executemany(
                 "UPDATE units SET access_count = access_count + ?, accessed_at = MAX(accessed_at, ?) WHERE uid = ?",
                 [(c, t, uid) for uid, (c, t) in pending.items()],
             )
+
+    def _restore_access(self) -> None:
+        """The transaction that took the pending counts rolled back: keep them for the next one."""
+        with self._plock:
+            for uid, (c, t) in self._inflight.items():
+                c2, t2 = self._pending.get(uid, (0, 0.0))
+                self._pending[uid] = (c + c2, max(t, t2))
+            self._inflight = {}
 
 
 def _existing(conn: sqlite3.Connection, uids: Sequence[str]) -> set[str]:
@@ -378,3 +523,26 @@ def fts_query(text: str) -> str | None:
     if not words:
         return None
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+
+
+class _Background(threading.Thread):
+    """One call on another thread, so that a disk write and its fsync overlap SQLite work."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        super().__init__(name="sigmavault-vector-write", daemon=True)
+        self._call = (fn, args)
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        fn, args = self._call
+        try:
+            fn(*args)
+        except BaseException as exc:  # NOTE: handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> None:
+        """Wait for the call; raise what it raised."""
+        self.join()
+        if self._error is not None:
+            raise self._error

@@ -1,4 +1,8 @@
-"""Search over one collection: exact vector search, BM25 text search, and their rank fusion.
+"""Search over one collection: exact or approximate vector search, BM25 text search, and their fusion.
+
+Vector search is exact below a size threshold and approximate above it (see ``units.indexes``
+for the choice and ``index.ann`` for the mechanism); approximate results are refined exactly,
+so a score means the same whichever path produced it.
 
 Scores (higher is always better):
 - ``vector``: cosine similarity in [-1, 1] for cosine collections; the inner product for ``ip``;
@@ -10,14 +14,17 @@ Scores (higher is always better):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from sigmavault.index import exact_search, hamming_similarity
+from sigmavault.index.ann import Eligible, MaskEligible, exact_rows, search
 from sigmavault.types import Hit, State, Vector
-from sigmavault.units.catalog import Catalog
+from sigmavault.units.catalog import STATE_CODES, Catalog, RowState
 from sigmavault.units.filters import compile_where
+from sigmavault.units.indexes import IndexManager, Loaded
 from sigmavault.units.records import UnitStore
 
 __all__ = ["RRF_K", "SearchEngine", "fuse"]
@@ -26,14 +33,21 @@ RRF_K = 60
 # NOTE: below this share of the collection a filter is "selective": scoring just the matching
 # rows beats scoring everything and masking.
 _SELECTIVE = 0.2
+# NOTE: with an ANN index, a filter matching at most this many rows (or this share) is searched
+# exactly on the matching rows: cheap there, and an ID selector loses recall when few rows pass.
+_EXACT_ROWS = 10_000
+_EXACT_SHARE = 0.05
+# NOTE: SQLite binds at most 32766 parameters per statement; hydrate hits in chunks below that.
+_LOOKUP_CHUNK = 30_000
 
 
 class SearchEngine:
     """Turns (query vectors, filters) into hits for one vault's collections."""
 
-    def __init__(self, catalog: Catalog, units: UnitStore) -> None:
+    def __init__(self, catalog: Catalog, units: UnitStore, indexes: IndexManager | None = None) -> None:
         self.catalog = catalog
         self.units = units
+        self.indexes = indexes
 
     def vector(
         self,
@@ -43,12 +57,38 @@ class SearchEngine:
         *,
         where: Mapping[str, Any] | None = None,
         states: tuple[State, ...] = (State.ACTIVE,),
+        ef: int | None = None,
+        nprobe: int | None = None,
+        rerank: int | None = None,
     ) -> list[list[Hit]]:
+        """The ``k`` best units for each query row; ``ef``/``nprobe``/``rerank`` tune an ANN index."""
+        scores, found = self.vector_rows(
+            cid, queries, k, where=where, states=states, ef=ef, nprobe=nprobe, rerank=rerank
+        )
+        return self._hits(cid, scores, found)
+
+    def vector_rows(
+        self,
+        cid: int,
+        queries: Vector,
+        k: int,
+        *,
+        where: Mapping[str, Any] | None = None,
+        states: tuple[State, ...] = (State.ACTIVE,),
+        ef: int | None = None,
+        nprobe: int | None = None,
+        rerank: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, rows)`` of shape (queries, k), best first; row -1 where fewer than ``k`` qualify."""
         st = self.catalog.state(cid)
-        matrix = st.matrix()
+        handle = self.indexes.prepare(st) if self.indexes is not None else None
         if st.info.metric == "cosine":
             queries = _unit_rows(queries)
-        mask = st.mask(states)
+        if handle is not None:
+            return self._approximate(st, handle, queries, k, where, states, (ef, nprobe, rerank))
+        matrix = st.matrix()
+        # NOTE: cut to the matrix taken above: a concurrent add in this process may grow codes.
+        mask = st.mask(states)[: len(matrix)]
         rows = None
         if where:
             sql, params = compile_where(where)
@@ -60,20 +100,77 @@ class SearchEngine:
                 narrowed = np.zeros_like(mask)
                 narrowed[subset] = True
                 mask = narrowed
-        scores, found = exact_search(matrix, queries, k, metric=st.info.metric, rows=rows, mask=mask)
-        return [self._hits(cid, s, r) for s, r in zip(scores, found, strict=True)]
+        return exact_search(matrix, queries, k, metric=st.info.metric, rows=rows, mask=mask)
 
-    def _hits(self, cid: int, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
-        keep = rows >= 0
-        rows, scores = rows[keep], scores[keep]
-        info = self.units.by_rows(cid, rows.tolist())
-        hits = [
-            Hit(id=info[r][0], score=float(s), text=info[r][1], metadata=info[r][2])
-            for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
-            if r in info
-        ]
-        self.units.touch([h.id for h in hits])
-        return hits
+    def _approximate(
+        self,
+        st: RowState,
+        handle: Loaded,
+        queries: Vector,
+        k: int,
+        where: Mapping[str, Any] | None,
+        states: tuple[State, ...],
+        knobs: tuple[int | None, int | None, int | None],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # NOTE: taken after prepare() so the map covers every row the index may return; cut to
+        # the codes as well, which a concurrent add in this process grows just after the watermark.
+        matrix = st.matrix()
+        n = min(len(matrix), len(st.codes))
+        matrix = matrix[:n]
+        metric = st.info.metric
+        assert self.indexes is not None
+        q = self.indexes.config(st).query(ef=knobs[0], nprobe=knobs[1], rerank=knobs[2])
+        eligible: Eligible = _CodeEligible(st.codes, [STATE_CODES[s] for s in states])
+        selector = False
+        if where or states != (State.ACTIVE,):
+            mask = st.mask(states)[:n]
+            if where:
+                sql, params = compile_where(where)
+                subset = self.units.rows_matching(st.info.id, sql, params)
+                subset = subset[subset < n]
+                subset = subset[mask[subset]] if len(subset) else subset
+            else:
+                subset = np.flatnonzero(mask)
+            if len(subset) <= max(_EXACT_ROWS, _EXACT_SHARE * n):
+                return exact_rows(matrix, queries, subset, k, metric=metric)
+            allowed = np.zeros(n, dtype=bool)
+            allowed[subset] = True
+            eligible = MaskEligible(allowed)
+            # NOTE: fewer rows pass, so the nearest ones that do lie farther out: widen the search.
+            boost = int(min(8, max(1, round(0.25 * n / len(subset)))))
+            nprobe = handle.ann.nprobe_for(q) * boost if handle.ann.nlist else q.nprobe
+            q = replace(q, ef=q.ef * boost, nprobe=nprobe)
+            selector = True
+        return search(
+            handle.ann,
+            matrix,
+            queries,
+            k,
+            metric=metric,
+            q=q,
+            covers=min(handle.covers, n),
+            eligible=eligible,
+            selector=selector,
+        )
+
+    def _hits(self, cid: int, scores: np.ndarray, rows: np.ndarray) -> list[list[Hit]]:
+        """Hits for every query, with one lookup per chunk of rows (not one per query)."""
+        wanted = np.unique(rows[rows >= 0]).tolist()
+        info: dict[int, tuple[str, str | None, dict[str, Any]]] = {}
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            info.update(self.units.by_rows(cid, wanted[start : start + _LOOKUP_CHUNK]))
+        out: list[list[Hit]] = []
+        touched: list[str] = []
+        for s_row, r_row in zip(scores.tolist(), rows.tolist(), strict=True):
+            hits = [
+                Hit(id=info[r][0], score=s, text=info[r][1], metadata=dict(info[r][2]))
+                for r, s in zip(r_row, s_row, strict=True)
+                if r >= 0 and r in info
+            ]
+            touched += [h.id for h in hits]
+            out.append(hits)
+        self.units.touch(touched)
+        return out
 
     def text(
         self,
@@ -90,11 +187,14 @@ class SearchEngine:
         self.units.touch([h.id for h in hits])
         return hits
 
-    def similar(self, cid: int, probe: int, threshold: float, *, exclude_row: int | None = None) -> list[tuple[int, float]]:
+    def similar(
+        self, cid: int, probe: int, threshold: float, *, exclude_row: int | None = None
+    ) -> list[tuple[int, float]]:
         """Rows of live units whose SimHash similarity to ``probe`` is at least ``threshold``."""
         st = self.catalog.state(cid)
-        sims = hamming_similarity(st.hashes[: st.rows], probe)
-        ok = (sims >= threshold) & (st.codes[: st.rows] != 0)
+        n = st.rows  # NOTE: read once; a concurrent add may move it between the two slices
+        sims = hamming_similarity(st.hashes[:n], probe)
+        ok = (sims >= threshold) & (st.codes[:n] != 0)
         if exclude_row is not None and 0 <= exclude_row < len(ok):
             ok[exclude_row] = False
         rows = np.flatnonzero(ok)
@@ -117,5 +217,22 @@ def fuse(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
 def _unit_rows(queries: Vector) -> Vector:
     norms = np.linalg.norm(queries, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (queries / norms).astype(np.float32)
+    out: Vector = np.divide(queries, norms, dtype=np.float32)
+    return out
 
+
+class _CodeEligible:
+    """Rows whose lifecycle code is one of ``codes`` (0 = deleted or replaced: never eligible)."""
+
+    def __init__(self, row_codes: np.ndarray, codes: list[int]) -> None:
+        self._row_codes = row_codes
+        self._codes = codes
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        return self._match(self._row_codes[rows])
+
+    def mask(self, start: int, stop: int) -> np.ndarray:
+        return self._match(self._row_codes[start:stop])
+
+    def _match(self, found: np.ndarray) -> np.ndarray:
+        return found == self._codes[0] if len(self._codes) == 1 else np.isin(found, self._codes)
