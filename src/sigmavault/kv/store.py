@@ -1,0 +1,584 @@
+"""``vault.kv``: save and restore transformer KV caches keyed by token prefix.
+
+A prefix is split into chunks of ``chunk_tokens`` (the last may be short); each chunk is a file
+under ``<vault>/kv/`` and a row in SQLite, keyed by a chained SHA-256 (see :mod:`.keys`), so a
+new process finds what an old one stored. Reads go through a RAM tier under a byte budget.
+Writes go to disk first (file, fsync, rename, then the row), so the RAM tier only ever caches
+chunks that are durable, and a crash can leave at most an orphan file that ``gc`` removes.
+
+Prefixes are served in whole stored chunks: a prompt that ends inside a stored chunk (or leaves
+it) gets the chunks before that point, the same granularity as vLLM's and LMCache's blocks. The
+short last chunk of a saved prefix is found too, through an indexed probe of its first tokens.
+
+A ``kv_ref`` (``"<hex key of the last chunk>:<tokens>"``) names a stored prefix; put it on a
+unit (``collection.add(..., kv_ref=saved.ref)``) and ``vault.kv.load_ref(model, unit)`` gives
+back the context's token ids and a ready cache in one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sigmavault.errors import Corrupted, InvalidInput, NotFound, ReadOnly, VaultError
+from sigmavault.kv.arrays import KVArrays, concat
+from sigmavault.kv.chunkfile import Chunk, decode_chunk, encode_chunk, read_chunk, write_chunk
+from sigmavault.kv.codecs import Codec, codec_from_spec
+from sigmavault.kv.index import ChunkRow, KVIndex
+from sigmavault.kv.keys import (
+    ROOT,
+    Fingerprint,
+    TokenIds,
+    chain,
+    chunk_key,
+    chunk_spans,
+    format_ref,
+    leads,
+    parse_ref,
+    tokens_of,
+)
+from sigmavault.kv.policies import POLICIES
+from sigmavault.kv.tiers import RamTier
+from sigmavault.store import Database
+from sigmavault.store.blobdir import remove_blob
+from sigmavault.types import CheckReport
+
+__all__ = ["KVConfig", "KVStore", "Restored", "Saved"]
+
+SUFFIX = ".kvc"
+_FLUSH_EVERY = 512  # pending access records before they are written to SQLite
+_FLUSH_SECONDS = 30.0
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class KVConfig:
+    """Settings of a vault's KV store, persisted in the vault (``configure`` changes them).
+
+    ``chunk_tokens`` and ``codec`` are part of every key: changing them starts a new keyspace
+    (old chunks stay loadable with ``codec=`` the old one, and are evicted in time).
+    """
+
+    codec: str = "native"
+    chunk_tokens: int = 256
+    ram_bytes: int = 256 * 2**20
+    disk_bytes: int | None = None
+    policy: str = "lru"
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What ``save`` did: the stored prefix's ``ref`` and length, and what it wrote or evicted."""
+
+    ref: str | None
+    tokens: int
+    new_chunks: int
+    new_bytes: int
+    evicted: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A stored prefix brought back by ``load_ref``: its token ids and a cache covering all of them."""
+
+    cache: Any
+    input_ids: list[int]
+    tokens: int
+    ref: str
+
+
+class KVStore:
+    """The KV cache part of a vault (``vault.kv``). Thread-safe; other processes may share it."""
+
+    def __init__(self, db: Database, root: Path) -> None:
+        self._db = db
+        self._dir = root / "kv"
+        self._lock = threading.RLock()
+        self._index = KVIndex(db)
+        self._config = _config_from(self._index.settings())
+        self._ram = RamTier(self._config.ram_bytes, self._config.policy)
+        self._touches: dict[bytes, tuple[float, int]] = {}
+        self._pending: Counter[str] = Counter()
+        self._session: Counter[str] = Counter()
+        self._flushed_at = time.monotonic()
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # -- settings ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> KVConfig:
+        return self._config
+
+    def configure(
+        self,
+        *,
+        codec: str | Codec | None = None,
+        chunk_tokens: int | None = None,
+        ram_bytes: int | None = None,
+        disk_bytes: int | None = _UNSET,
+        policy: str | None = None,
+    ) -> KVConfig:
+        """Change settings and persist them in the vault (this process only when read-only).
+
+        ``disk_bytes=None`` removes the disk budget; lowering it evicts at once.
+        """
+        changes: dict[str, Any] = {}
+        if codec is not None:
+            changes["codec"] = codec_from_spec(codec).spec
+        if chunk_tokens is not None:
+            changes["chunk_tokens"] = _positive(chunk_tokens, "chunk_tokens")
+        if ram_bytes is not None:
+            changes["ram_bytes"] = _non_negative(ram_bytes, "ram_bytes")
+        if disk_bytes is not _UNSET:
+            changes["disk_bytes"] = None if disk_bytes is None else _non_negative(disk_bytes, "disk_bytes")
+        if policy is not None:
+            if policy not in POLICIES:
+                raise InvalidInput(f"unknown eviction policy {policy!r}; use one of {', '.join(POLICIES)}")
+            changes["policy"] = policy
+        with self._lock:
+            self._config = replace(self._config, **changes)
+            self._ram.reconfigure(budget=self._config.ram_bytes, policy=self._config.policy)
+            if changes and not self._db.readonly and self._index.ready:
+                self._index.save_settings(changes)
+                if self._config.disk_bytes is not None:
+                    self._commit([], self._config.disk_bytes, keep=frozenset())
+        return self._config
+
+    def _codec(self, codec: str | Codec | None) -> Codec:
+        return codec_from_spec(self._config.codec if codec is None else codec)
+
+    # -- save -------------------------------------------------------------------------------
+
+    def save(self, model: Any, input_ids: Any, cache: Any, *, codec: str | Codec | None = None) -> Saved:
+        """Store the chunks of ``input_ids`` that ``cache`` covers and that are not stored yet.
+
+        ``model`` is a transformers model or a :class:`Fingerprint`; ``cache`` a ``DynamicCache``
+        (or a list of ``(keys, values)`` per layer, each ``[1, kv_heads, tokens, head_dim]``).
+        """
+        from sigmavault.kv.hf import cache_source, fingerprint_of
+
+        fp = fingerprint_of(model)
+        length, source = cache_source(cache, fp)
+        return self._save(fp, tokens_of(input_ids), length, source, self._codec(codec))
+
+    def save_arrays(
+        self, fingerprint: Fingerprint, input_ids: Any, kv: KVArrays, *, codec: str | Codec | None = None
+    ) -> Saved:
+        """``save`` for runtimes without torch: ``kv`` holds ``[layers, heads, tokens, head_dim]`` arrays."""
+        want = (fingerprint.layers, fingerprint.kv_heads, fingerprint.head_dim)
+        got = (kv.keys.shape[0], kv.keys.shape[1], kv.keys.shape[3])
+        if got != want or kv.dtype != fingerprint.dtype:
+            raise InvalidInput(
+                f"KV arrays are {kv.dtype} layers x heads x head_dim {got}; the fingerprint says "
+                f"{fingerprint.dtype} {want}"
+            )
+        return self._save(fingerprint, tokens_of(input_ids), kv.tokens, kv.span, self._codec(codec))
+
+    def _save(
+        self, fp: Fingerprint, tokens: TokenIds, length: int, source: Callable[[int, int], KVArrays], codec: Codec
+    ) -> Saved:
+        self._writable()
+        n = min(len(tokens), length)
+        if n == 0:
+            return Saved(ref=None, tokens=0, new_chunks=0, new_bytes=0, evicted=0)
+        fpd = fp.digest(codec.spec)
+        spans = list(chunk_spans(n, self._config.chunk_tokens))
+        keys = chain(fpd, tokens, spans)
+        with self._lock:
+            have = self._index.rows(keys)
+            rows: list[ChunkRow] = []
+            fresh: dict[bytes, bytes] = {}
+            stamp = time.time()
+            for (start, end), key, parent in zip(spans, keys, [ROOT, *keys[:-1]], strict=True):
+                if key in have:
+                    continue
+                payload = encode_chunk(
+                    codec, source(start, end), tokens=tokens[start:end], start=start, parent=parent, fingerprint=fpd
+                )
+                size = write_chunk(self._path(key), key, payload, self._db.cipher)
+                lead = leads(fpd, tokens[start:end])[-1]
+                rows.append(
+                    ChunkRow(key, parent, fpd, fp.model, codec.spec, start, end - start, lead, size, stamp, stamp, 0)
+                )
+                fresh[key] = payload
+            self._pending.update(saves=1, chunks_saved=len(rows), bytes_saved=sum(r.bytes for r in rows))
+            evicted = self._commit(rows, self._config.disk_bytes, keep=frozenset(keys))
+            gone = {row.key for row in evicted}
+            for row in rows:
+                if row.key not in gone:
+                    self._cache(row.key, fresh[row.key], row.tokens)
+        return Saved(
+            ref=format_ref(keys[-1], n),
+            tokens=n,
+            new_chunks=len(rows),
+            new_bytes=sum(r.bytes for r in rows),
+            evicted=len(evicted),
+        )
+
+    def _commit(self, rows: list[ChunkRow], budget: int | None, *, keep: frozenset[bytes]) -> list[ChunkRow]:
+        """Insert rows, flush access records, and evict down to the disk budget; one transaction."""
+        with self._db.write():
+            self._index.insert(rows)
+            self._flush_locked()
+            victims = [] if budget is None else self._index.victims(budget, keep=keep)
+            self._index.delete(r.key for r in victims)
+        self._forget(victims)
+        if victims:
+            self._bump("disk_evictions", len(victims))
+        return victims
+
+    def _forget(self, rows: list[ChunkRow]) -> None:
+        """After their rows are gone: drop files and RAM copies (a crash here leaves orphans)."""
+        for row in rows:
+            self._ram.discard(row.key)
+            remove_blob(self._path(row.key))
+
+    # -- load -------------------------------------------------------------------------------
+
+    def load(self, model: Any, input_ids: Any, *, codec: str | Codec | None = None) -> tuple[Any, int]:
+        """``(cache, n)``: a ``DynamicCache`` for the longest stored prefix of ``input_ids``.
+
+        ``n`` tokens are covered, and always fewer than ``len(input_ids)``, so generation has at
+        least one token to compute. Pass ``cache`` to ``model.generate(input_ids, cache=cache)``.
+        On a miss the cache is empty and ``n`` is 0.
+        """
+        from sigmavault.kv.hf import build_cache, fingerprint_of
+
+        fp = fingerprint_of(model)
+        parts, n = self._load_parts(fp, input_ids, codec)
+        return build_cache(model, fp, parts, n), n
+
+    def load_arrays(
+        self, fingerprint: Fingerprint, input_ids: Any, *, codec: str | Codec | None = None
+    ) -> tuple[KVArrays | None, int]:
+        """``load`` without torch: the KV arrays of the longest stored prefix (``None`` on a miss)."""
+        parts, n = self._load_parts(fingerprint, input_ids, codec)
+        return (concat(parts).span(0, n), n) if n else (None, 0)
+
+    def _load_parts(self, fp: Fingerprint, input_ids: Any, codec: str | Codec | None) -> tuple[list[KVArrays], int]:
+        """The chunks' KV (the last may reach past ``n``) and ``n``, the tokens to serve."""
+        tokens = tokens_of(input_ids)
+        spec = self._codec(codec).spec
+        with self._lock:
+            parts = self._read_chain(fp, self._match(fp.digest(spec), tokens), tokens)
+            n = min(sum(p.tokens for p in parts), len(tokens) - 1)
+            self._pending.update(lookups=1, tokens_requested=len(tokens))
+            if n <= 0:
+                self._bump("misses")
+                return [], 0
+            self._bump("hits")
+            self._bump("tokens_served", n)
+            self._maybe_flush()
+        return parts, n
+
+    def lookup(self, model: Any, input_ids: Any, *, codec: str | Codec | None = None) -> int:
+        """How many tokens ``load`` would serve (without reading a chunk or counting a lookup)."""
+        fp = _fingerprint(model)
+        tokens = tokens_of(input_ids)
+        rows = self._match(fp.digest(self._codec(codec).spec), tokens)
+        return max(0, min(rows[-1].end if rows else 0, len(tokens) - 1))
+
+    def ref(self, model: Any, input_ids: Any, *, codec: str | Codec | None = None) -> str | None:
+        """The ``kv_ref`` of the longest stored prefix of ``input_ids`` (all of it if stored), or None."""
+        fp = _fingerprint(model)
+        rows = self._match(fp.digest(self._codec(codec).spec), tokens_of(input_ids))
+        return format_ref(rows[-1].key, rows[-1].end) if rows else None
+
+    def load_ref(self, model: Any, ref: Any) -> Restored:
+        """The prefix a ``kv_ref`` (or a unit carrying one) names: its token ids and a full cache.
+
+        The cache covers every token of the prefix; append at least one new token before
+        generating from it. Raises :class:`NotFound` when the prefix was evicted or dropped.
+        """
+        from sigmavault.kv.hf import build_cache, fingerprint_of
+
+        fp = fingerprint_of(model)
+        kv, tokens, text = self.load_ref_arrays(fp, ref)
+        return Restored(cache=build_cache(model, fp, [kv], kv.tokens), input_ids=tokens, tokens=len(tokens), ref=text)
+
+    def load_ref_arrays(self, fingerprint: Fingerprint, ref: Any) -> tuple[KVArrays, list[int], str]:
+        """``load_ref`` without torch: ``(kv, token_ids, ref)``."""
+        if not isinstance(ref, str) and hasattr(ref, "kv_ref"):
+            if ref.kv_ref is None:
+                raise NotFound(f"unit {getattr(ref, 'id', '?')!r} has no kv_ref; save its KV and set kv_ref first")
+            ref = ref.kv_ref
+        last, n = parse_ref(ref)
+        with self._lock:
+            self._pending.update(lookups=1, tokens_requested=n)
+            rows = self._index.chain(last)
+            if not rows or rows[-1].key != last or rows[0].parent != ROOT:
+                self._bump("misses")
+                raise NotFound(f"kv_ref {ref} is not stored (evicted, cleared or never saved); save the prefix again")
+            if rows[-1].end != n:
+                raise InvalidInput(f"kv_ref {ref} says {n} tokens but the stored prefix has {rows[-1].end}")
+            if fingerprint.digest(rows[0].codec) != rows[0].fp:
+                raise InvalidInput(f"kv_ref {ref} was stored for another model ({rows[0].model}), not this one")
+            chunks = self._read_rows(rows)
+            if len(chunks) != len(rows):
+                self._bump("misses")
+                raise NotFound(
+                    f"part of kv_ref {ref} was corrupted and dropped; recompute the prefix and save it again"
+                )
+            self._bump("hits")
+            self._bump("tokens_served", n)
+            self._maybe_flush()
+        tokens = [int(t) for c in chunks for t in c.tokens]
+        return concat([c.kv for c in chunks]), tokens, ref
+
+    def _match(self, fpd: bytes, tokens: TokenIds) -> list[ChunkRow]:
+        """Index rows of the longest stored prefix of ``tokens``: full chunks, then a short one."""
+        size = self._config.chunk_tokens
+        full = [s for s in chunk_spans(len(tokens), size) if s[1] - s[0] == size]
+        keys = chain(fpd, tokens, full)
+        found = self._index.rows(keys)
+        matched: list[ChunkRow] = []
+        for key in keys:
+            row = found.get(key)
+            if row is None:
+                break
+            matched.append(row)
+        parent, pos = (matched[-1].key, matched[-1].end) if matched else (ROOT, 0)
+        if pos < len(tokens):
+            rest = tokens[pos:]
+            for row in self._index.children(parent, fpd, leads(fpd, rest), most=len(rest)):
+                if row.key == chunk_key(parent, fpd, rest[: row.tokens]):
+                    matched.append(row)
+                    break
+        return matched
+
+    def _read_chain(self, fp: Fingerprint, rows: list[ChunkRow], tokens: TokenIds) -> list[KVArrays]:
+        out = []
+        for chunk in self._read_rows(rows):
+            count = len(chunk.tokens)
+            same = np.array_equal(chunk.tokens, tokens[chunk.start : chunk.start + count])
+            if not same or chunk.kv.keys.shape != (fp.layers, fp.kv_heads, count, fp.head_dim):
+                break  # NOTE: cannot happen unless SHA-256 collides; never feed such a chunk
+            out.append(chunk.kv)
+        return out
+
+    def _read_rows(self, rows: list[ChunkRow]) -> list[Chunk]:
+        """Decoded chunks in order, stopping at the first one that is missing or damaged."""
+        if len(rows) > 1:
+            # NOTE: reading, checksumming and decoding release the GIL for large buffers, so the
+            # chunks of one prefix are fetched side by side; the pool starts on first use.
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="sv-kv")
+            futures = [self._pool.submit(self._fetch, row) for row in rows]
+            results = [_outcome(f) for f in futures]
+        else:
+            results = [_outcome_of(self._fetch, row) for row in rows]
+        out: list[Chunk] = []
+        stamp = time.time()
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, Corrupted):
+                self._drop(row)
+                break
+            tier, payload, chunk = result
+            self._bump(tier)
+            if tier == "disk_hits":
+                self._cache(row.key, payload, row.tokens)
+            out.append(chunk)
+            _, hits = self._touches.get(row.key, (0.0, 0))
+            self._touches[row.key] = (stamp, hits + 1)
+        return out
+
+    def _fetch(self, row: ChunkRow) -> tuple[str, bytes, Chunk]:
+        """One chunk from RAM or its file, decoded and checked against its row (any thread)."""
+        payload = self._ram.get(row.key)
+        tier = "ram_hits"
+        if payload is None:
+            tier = "disk_hits"
+            payload = read_chunk(self._path(row.key), row.key, self._db.cipher)
+        chunk = decode_chunk(payload)
+        where = (chunk.start, len(chunk.tokens), chunk.parent, chunk.fingerprint)
+        if where != (row.start, row.tokens, row.parent, row.fp):
+            raise Corrupted(f"KV chunk {row.key.hex()} does not match its index row")
+        return tier, payload, chunk
+
+    def _drop(self, row: ChunkRow) -> None:
+        """Forget a damaged chunk everywhere; the caller recomputes it and may save it again."""
+        self._bump("corrupted")
+        self._ram.discard(row.key)
+        if self._db.readonly or not self._index.ready:
+            return
+        with self._db.write():
+            self._index.delete([row.key])
+        remove_blob(self._path(row.key))
+
+    def _cache(self, key: bytes, payload: bytes, tokens: int) -> None:
+        before = self._ram.evictions
+        self._ram.put(key, payload, cost=tokens)
+        if self._ram.evictions != before:
+            self._bump("ram_evictions", self._ram.evictions - before)
+
+    # -- stats ------------------------------------------------------------------------------
+
+    def _bump(self, name: str, by: int = 1) -> None:
+        self._pending[name] += by
+        self._session[name] += by
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since the vault was created (this process's too), and bytes per tier."""
+        with self._lock:
+            totals: Counter[str] = Counter(self._index.counters())
+            totals.update(self._pending)
+            disk = self._index.totals()
+            ram = {
+                "bytes": self._ram.used,
+                "budget": self._ram.budget,
+                "chunks": len(self._ram),
+                "policy": self._ram.policy_name,
+            }
+        lookups = totals["hits"] + totals["misses"]
+        names = (
+            "hits",
+            "misses",
+            "tokens_served",
+            "tokens_requested",
+            "ram_hits",
+            "disk_hits",
+            "saves",
+            "chunks_saved",
+            "bytes_saved",
+            "corrupted",
+            "ram_evictions",
+            "disk_evictions",
+        )
+        return {
+            **{name: int(totals[name]) for name in names},
+            "hit_rate": totals["hits"] / lookups if lookups else 0.0,
+            "token_hit_rate": totals["tokens_served"] / max(1, totals["tokens_requested"]),
+            "ram": ram,
+            "disk": {**disk, "budget": self._config.disk_bytes},
+            "config": asdict(self._config),
+            "session": dict(self._session),
+        }
+
+    def _maybe_flush(self) -> None:
+        if len(self._touches) >= _FLUSH_EVERY or time.monotonic() - self._flushed_at > _FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write batched access times and counters to SQLite (done on save, close and periodically)."""
+        with self._lock:
+            if self._db.readonly or not self._index.ready or self._db.closed:
+                return
+            if self._touches or self._pending:
+                with self._db.write():
+                    self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        self._index.record(self._touches, self._pending)
+        self._touches.clear()
+        self._pending.clear()
+        self._flushed_at = time.monotonic()
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def clear(self, *, model: Any = None) -> int:
+        """Remove every stored chunk (or only those of ``model``); returns how many."""
+        from sigmavault.kv.maintenance import clear
+
+        self._writable()
+        with self._lock:
+            return clear(self, model)
+
+    def gc(
+        self, *, verify: bool = False, grace: float = 60.0, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, int]:
+        """Drop rows without a valid file (``verify``: or failing checksum/key), unreachable chunks
+        and orphan files older than ``grace`` seconds; enforce the disk budget."""
+        from sigmavault.kv.maintenance import collect
+
+        self._writable()
+        with self._lock:
+            self.flush()
+            return collect(self, verify=verify, grace=grace, progress=progress)
+
+    def check(self, report: CheckReport) -> None:
+        """Verify every chunk file against its row (checksum, header, key); see ``gc`` to repair."""
+        from sigmavault.kv.maintenance import verify
+
+        with self._lock:
+            verify(self, report)
+
+    def close(self) -> None:
+        """Flush access records and counters; idempotent."""
+        if self._closed:
+            return
+        # NOTE: access times and counters are advisory; never fail a close over them.
+        with contextlib.suppress(VaultError):
+            self.flush()
+        self._ram.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._closed = True
+
+    # -- internals shared with maintenance ---------------------------------------------------
+
+    def _path(self, key: bytes) -> Path:
+        name = key.hex()
+        return self._dir / name[:2] / f"{name}{SUFFIX}"
+
+    def _writable(self) -> None:
+        if self._db.readonly or not self._index.ready:
+            raise ReadOnly("this vault was opened read-only (frozen=True); open it without frozen to store KV")
+
+
+_Fetched = tuple[str, bytes, Chunk]
+
+
+def _outcome(future: Future[_Fetched]) -> _Fetched | Corrupted:
+    try:
+        return future.result()
+    except Corrupted as exc:
+        return exc
+
+
+def _outcome_of(fetch: Callable[[ChunkRow], _Fetched], row: ChunkRow) -> _Fetched | Corrupted:
+    try:
+        return fetch(row)
+    except Corrupted as exc:
+        return exc
+
+
+def _fingerprint(model: Any) -> Fingerprint:
+    if isinstance(model, Fingerprint):
+        return model
+    from sigmavault.kv.hf import fingerprint_of
+
+    return fingerprint_of(model)
+
+
+def _positive(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _non_negative(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInput(f"{name} must be a number of bytes >= 0, got {value!r}")
+    return value
+
+
+def _config_from(settings: dict[str, Any]) -> KVConfig:
+    known = {k: v for k, v in settings.items() if k in KVConfig.__dataclass_fields__}
+    try:
+        return KVConfig(**known)
+    except TypeError as exc:
+        raise Corrupted(
+            f"kv settings in the vault are unreadable ({exc}); reset them with vault.kv.configure()"
+        ) from exc
