@@ -207,13 +207,17 @@ class Catalog:
             vectors = self.open_vectors(info)
         st = RowState(info=info, vectors=vectors, loaded_version=version)
         st.grow(info.watermark)
-        rows = self.db.all(
-            "SELECT vec_row, state, semantic_hash FROM units WHERE collection_id = ? AND vec_row IS NOT NULL",
-            (cid,),
-        )
-        if rows:
-            code = {s.value: c for s, c in STATE_CODES.items()}
-            arr = np.array([(r[0], code[r[1]], r[2]) for r in rows], dtype=np.int64)
+        # NOTE: SQLite maps state names to codes and numpy reads the rows straight off the cursor:
+        # no list of 1M tuples (about 20% of the load time at 1M units, where open has a 2 s budget).
+        case = " ".join(f"WHEN '{s.value}' THEN {c}" for s, c in STATE_CODES.items())
+        with self.db.read() as conn:
+            cur = conn.execute(
+                f"SELECT vec_row, CASE state {case} END, semantic_hash FROM units "
+                "WHERE collection_id = ? AND vec_row IS NOT NULL",
+                (cid,),
+            )
+            arr = np.fromiter(cur, dtype=np.dtype((np.int64, 3)))
+        if len(arr):
             if arr[:, 0].max() >= info.watermark:
                 raise Corrupted(f"collection {info.name!r}: a unit points past the vector watermark; run check")
             st.codes[arr[:, 0]] = arr[:, 1].astype(np.int8)

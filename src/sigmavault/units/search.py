@@ -60,12 +60,16 @@ class SearchEngine:
         ef: int | None = None,
         nprobe: int | None = None,
         rerank: int | None = None,
+        touch: bool = True,
     ) -> list[list[Hit]]:
-        """The ``k`` best units for each query row; ``ef``/``nprobe``/``rerank`` tune an ANN index."""
+        """The ``k`` best units for each query row; ``ef``/``nprobe``/``rerank`` tune an ANN index.
+
+        ``touch`` counts every hit as an access (``access_count``, ``accessed_at``).
+        """
         scores, found = self.vector_rows(
             cid, queries, k, where=where, states=states, ef=ef, nprobe=nprobe, rerank=rerank
         )
-        return self._hits(cid, scores, found)
+        return self._hits(cid, scores, found, touch=touch)
 
     def vector_rows(
         self,
@@ -153,7 +157,7 @@ class SearchEngine:
             selector=selector,
         )
 
-    def _hits(self, cid: int, scores: np.ndarray, rows: np.ndarray) -> list[list[Hit]]:
+    def _hits(self, cid: int, scores: np.ndarray, rows: np.ndarray, *, touch: bool = True) -> list[list[Hit]]:
         """Hits for every query, with one lookup per chunk of rows (not one per query)."""
         wanted = np.unique(rows[rows >= 0]).tolist()
         info: dict[int, tuple[str, str | None, dict[str, Any]]] = {}
@@ -162,14 +166,16 @@ class SearchEngine:
         out: list[list[Hit]] = []
         touched: list[str] = []
         for s_row, r_row in zip(scores.tolist(), rows.tolist(), strict=True):
-            hits = [
-                Hit(id=info[r][0], score=s, text=info[r][1], metadata=dict(info[r][2]))
-                for r, s in zip(r_row, s_row, strict=True)
-                if r >= 0 and r in info
-            ]
-            touched += [h.id for h in hits]
+            hits = []
+            for r, s in zip(r_row, s_row, strict=True):
+                found = info.get(r)
+                if found is not None:
+                    # NOTE: a copy of the metadata: the same row may be a hit of several queries.
+                    hits.append(Hit(found[0], s, found[1], dict(found[2])))
+                    touched.append(found[0])
             out.append(hits)
-        self.units.touch(touched)
+        if touch:
+            self.units.touch(touched)
         return out
 
     def text(

@@ -1,0 +1,423 @@
+"""ANN benchmark: sigmavault's approximate search against raw FAISS with the same index parameters.
+
+Two data sets:
+- ``clustered``: ``--n`` x 384 seeded vectors (Gaussian clusters in a 48-d latent space, mapped
+  to 384-d, plus noise; unit length), default 1M, with 1000 held-out queries from the same mix;
+- ``debian``: Debian package descriptions (``apt-cache dumpavail``) embedded with
+  all-MiniLM-L6-v2, ``--text-units`` of them stored as units (text + vector) and 1000 others as
+  queries. Embeddings are cached in ``bench-out/`` (gitignored).
+
+For each index kind the vault is filled (``Collection.add``, timed), its index built
+(``build_index``, timed: train, add, write, checksum), closed, and then opened in a fresh process
+that times open + first search (index verified and loaded, no rebuild), recall@10 against brute
+force and memory; single-query latency (p50/p99, one FAISS thread) and batch QPS
+(``search_batch``, all threads) are then timed side by side with raw FAISS in one process,
+interleaved, so both see the same machine load. Raw FAISS
+gets the same parameters (IVF-RaBitQ or HNSW-SQ8, refined by ``IndexRefineFlat`` with the same
+``k_factor``), built in this process, written, and measured the same way in a fresh process.
+Ratios are vault / raw (the intermediary tax): QPS >= 0.9 is the target.
+
+    .venv/bin/python benchmarks/ann.py                    # 1M x 384 + Debian set, both kinds
+    .venv/bin/python benchmarks/ann.py --quick            # 100k + 5k texts, a smoke run
+    .venv/bin/python benchmarks/ann.py --n 250000 --kinds ivf-rabitq --no-text
+
+Prints one JSON object on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+K = 10
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def memory_mb() -> dict[str, float]:
+    """Resident memory of this process in MB: total and peak, and its anonymous and file-backed parts.
+
+    NOTE: file-backed pages are the memory-mapped vector file (and index) in the page cache:
+    shared with other processes and reclaimable; anonymous pages are this process's own.
+    """
+    names = {"VmRSS": "rss_mb", "VmHWM": "peak_rss_mb", "RssAnon": "rss_anon_mb", "RssFile": "rss_file_mb"}
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in names:
+            out[names[key]] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def clustered(n: int, dim: int, *, seed: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    latent = 48
+    centers = rng.standard_normal((1000, latent), dtype=np.float32)
+    basis = np.linalg.qr(rng.standard_normal((dim, latent)))[0].T.astype(np.float32)
+
+    def draw(m: int, r: np.random.Generator) -> np.ndarray:
+        out = np.empty((m, dim), np.float32)
+        for s in range(0, m, 100_000):
+            e = min(m, s + 100_000)
+            z = centers[r.integers(0, 1000, e - s)] + r.standard_normal((e - s, latent), dtype=np.float32)
+            x = z @ basis
+            x += 0.05 * np.sqrt(latent / dim) * r.standard_normal((e - s, dim), dtype=np.float32)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            out[s:e] = x
+        return out
+
+    return draw(n, rng), draw(queries, np.random.default_rng(seed + 1))
+
+
+def debian(out: Path, units: int, queries: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Unique package descriptions, embedded once with MiniLM and cached as .npy."""
+    cache_v, cache_t = out / "debian-minilm.npy", out / "debian-texts.json"
+    if cache_v.exists() and cache_t.exists():
+        texts = json.loads(cache_t.read_text())
+        vecs = np.load(cache_v, mmap_mode="r")
+    else:
+        raw = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
+        seen = sorted({line[13:].strip() for line in raw.splitlines() if line.startswith("Description: ")})
+        texts = [t for t in seen if len(t) >= 12]
+        np.random.default_rng(0).shuffle(texts)
+        from sigmavault.embed import MiniLM
+
+        model = MiniLM(batch_size=256)
+        log(f"embedding {len(texts):,} Debian descriptions with all-MiniLM-L6-v2 (cached afterwards)")
+        parts = []
+        for s in range(0, len(texts), 4096):
+            parts.append(model.embed(texts[s : s + 4096]))
+            log(f"  embedded {min(len(texts), s + 4096):,}/{len(texts):,}")
+        vecs = np.concatenate(parts).astype(np.float32)
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(cache_v, vecs)
+        cache_t.write_text(json.dumps(texts))
+    need = units + queries
+    if len(texts) < need:
+        raise SystemExit(f"only {len(texts)} descriptions available, need {need}")
+    return np.asarray(vecs[:units]), np.asarray(vecs[units:need]), texts[:units]
+
+
+def ground_truth(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    import faiss
+
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    return np.asarray(flat.search(q, K)[1])
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]))
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
+def build_vault(root: Path, x: np.ndarray, texts: list[str] | None, kind: str) -> dict[str, Any]:
+    import sigmavault as sv
+
+    shutil.rmtree(root, ignore_errors=True)
+    with sv.open(root) as vault:
+        col = vault.collection("bench", embedder=None, index=kind)
+        start = time.perf_counter()
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            if time.perf_counter() - last[0] > 15 or done == total:
+                last[0] = time.perf_counter()
+                log(f"  add {done:,}/{total:,}")
+
+        col.add(texts, vectors=x, ids=[str(i) for i in range(len(x))], progress=progress)
+        ingest = time.perf_counter() - start
+        start = time.perf_counter()
+        col.build_index()
+        build = time.perf_counter() - start
+        info = col.index_info()["file"]
+    vector_bytes = sum(p.stat().st_size for p in (root / "vectors").glob("*"))
+    return {
+        "ingest_s": round(ingest, 2),
+        "ingest_units_per_s": round(len(x) / ingest),
+        "build_s": round(build, 2),
+        "index_bytes": info["bytes"],
+        "index_file": info["name"],
+        "vector_file_bytes": vector_bytes,
+        "params": info["params"],
+    }
+
+
+def build_raw(x: np.ndarray, params: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The same index through FAISS alone: its own float32 copy for the refine (IndexRefineFlat)."""
+    import faiss
+
+    from sigmavault.index.ann import _sample
+
+    dim = x.shape[1]
+    rows = np.arange(len(x), dtype=np.int64)
+    start = time.perf_counter()
+    if params["kind"] == "ivf-rabitq":
+        quantizer = faiss.IndexFlatIP(dim)
+        base = faiss.IndexIVFRaBitQ(quantizer, dim, params["nlist"], faiss.METRIC_INNER_PRODUCT, True, params["bits"])
+        base.cp.seed = 1234
+        sample = _sample(rows, 64 * params["nlist"], np.random.default_rng(1234))
+    else:
+        base = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, params["m"], faiss.METRIC_INNER_PRODUCT)
+        base.hnsw.efConstruction = params["ef_construction"]
+        sample = _sample(rows, 65_536, np.random.default_rng(1234))
+    index = faiss.IndexRefineFlat(base)
+    index.train(np.ascontiguousarray(x[sample]))
+    for s in range(0, len(x), 50_000):
+        index.add(np.ascontiguousarray(x[s : s + 50_000]))
+    build = time.perf_counter() - start
+    faiss.write_index(index, str(path))
+    return {"build_s": round(build, 2), "index_bytes": path.stat().st_size}
+
+
+# -- measuring (each in a fresh process) ------------------------------------------------------
+
+
+def measure(which: str, target: str, queries: Path, truth: Path, knobs: dict[str, int], threads: int) -> dict[str, Any]:
+    cmd = [
+        sys.executable, __file__, "--child", which, "--target", str(target), "--q", str(queries),
+        "--gt", str(truth), "--knobs", json.dumps(knobs), "--threads", str(threads),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{which} measurement failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+class Searchers:
+    """Single-query, batch and core search functions for the vault and for raw FAISS."""
+
+    def __init__(self, which: str, target: str, q: np.ndarray, knobs: dict[str, int]) -> None:
+        import faiss
+
+        import sigmavault as sv
+
+        self.q = q
+        start = time.perf_counter()
+        if which == "vault":
+            knobs = {k: v for k, v in knobs.items() if v}
+            self.vault = sv.open(target)
+            col = self.vault.collection("bench", embedder=None)
+            col.search(q[0], K, **knobs)
+            self.index_file = col.index_info()["file"]["name"]
+            self.single = lambda v: col.search(v, K, **knobs)
+            self.batch_hits = lambda: col.search_batch(q, K, **knobs)
+            self.batch_untouched = lambda: col.search_batch(q, K, touch=False, **knobs)
+            # NOTE: the search without turning rows into Hits (the SQLite lookup of id, text and
+            # metadata): shows how much of the tax is hydration.
+            self.core = lambda: self.vault._search.vector_rows(col._id, q, K, **knobs)
+        else:
+            index = faiss.read_index(target)
+            base = faiss.downcast_index(index.base_index)
+            if isinstance(base, faiss.IndexIVFRaBitQ):
+                bp = faiss.IVFRaBitQSearchParameters()
+                bp.nprobe = knobs["nprobe"]
+                bp.qb = 8
+            else:
+                bp = faiss.SearchParametersHNSW()
+                bp.efSearch = max(knobs["ef"], K * knobs["rerank"])
+            sp = faiss.IndexRefineSearchParameters()
+            sp.k_factor = float(knobs["rerank"])
+            sp.base_index_params = bp
+            index.search(q[:1], K, params=sp)
+            self.single = lambda v: index.search(v[None, :], K, params=sp)
+            self.core = lambda: index.search(q, K, params=sp)
+            self.batch_hits = self.core
+            self.batch_untouched = self.core
+        self.open_s = time.perf_counter() - start
+
+    def found(self) -> np.ndarray:
+        out = self.batch_hits()
+        if isinstance(out, tuple):
+            return np.asarray(out[1])
+        return np.array([[int(h.id) for h in hs] + [-1] * (K - len(hs)) for hs in out])
+
+
+def child(args: argparse.Namespace) -> None:
+    q, truth, knobs = np.load(args.q), np.load(args.gt), json.loads(args.knobs)
+    import sigmavault as sv
+
+    if args.threads:
+        sv.set_threads(args.threads)
+    if args.child in ("vault", "raw"):
+        # Open time, recall and memory of one side alone, in a fresh process.
+        s = Searchers(args.child, args.target, q, knobs)
+        out: dict[str, Any] = {"open_s": round(s.open_s, 3), "recall_at_10": round(recall(s.found(), truth), 4)}
+        out.update(memory_mb())
+        if args.child == "vault":
+            out["index_file"] = s.index_file
+        print(json.dumps(out))
+        return
+    # Speed of both sides in one process, interleaved, so both see the same machine load.
+    vault_target, raw_target = args.target.split("|")
+    sides = {
+        "sigmavault": Searchers("vault", vault_target, q, knobs),
+        "raw_faiss": Searchers("raw", raw_target, q, knobs),
+    }
+    # NOTE: one query at a time runs on one FAISS thread (as a server thread per request would):
+    # OpenMP fan-out buys nothing for one query and, on a busy machine, costs milliseconds.
+    batch_threads = sv.get_threads()
+    sv.set_threads(1)
+    for s in sides.values():
+        for v in q[:50]:
+            s.single(v)
+    lat: dict[str, list[float]] = {name: [] for name in sides}
+    for i, v in enumerate(q):
+        order = list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]
+        for name, s in order:
+            t = time.perf_counter()
+            s.single(v)
+            lat[name].append(time.perf_counter() - t)
+    sv.set_threads(batch_threads)
+    timing: dict[str, dict[str, float]] = {
+        name: {"batch": np.inf, "untouched": np.inf, "core": np.inf} for name in sides
+    }
+    for _ in range(5):
+        for name, s in sides.items():
+            for what, fn in (("batch", s.batch_hits), ("untouched", s.batch_untouched), ("core", s.core)):
+                t = time.perf_counter()
+                fn()
+                timing[name][what] = min(timing[name][what], time.perf_counter() - t)
+    out = {}
+    for name in sides:
+        ms = np.array(lat[name]) * 1e3
+        out[name] = {
+            "p50_ms": round(float(np.percentile(ms, 50)), 4),
+            "p99_ms": round(float(np.percentile(ms, 99)), 4),
+            "batch_qps": round(len(q) / timing[name]["batch"]),
+            "batch_qps_touch_false": round(len(q) / timing[name]["untouched"]),
+            "batch_qps_without_hits": round(len(q) / timing[name]["core"]),
+        }
+    print(json.dumps(out))
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+
+def run_set(
+    name: str, x: np.ndarray, q: np.ndarray, texts: list[str] | None, kinds: list[str], work: Path, threads: int
+) -> dict[str, Any]:
+    log(f"{name}: {len(x):,} x {x.shape[1]} vectors, {len(q)} queries; brute-force ground truth")
+    start = time.perf_counter()
+    truth = ground_truth(x, q)
+    result: dict[str, Any] = {"vectors": len(x), "dim": x.shape[1], "queries": len(q)}
+    result["brute_force_s"] = round(time.perf_counter() - start, 2)
+    qpath, gpath = work / f"{name}-queries.npy", work / f"{name}-truth.npy"
+    np.save(qpath, q)
+    np.save(gpath, truth)
+    for kind in kinds:
+        from sigmavault.index.ann import QueryParams, default_nprobe
+
+        log(f"{name}/{kind}: sigmavault add + build")
+        root = work / f"{name}-{kind}-vault"
+        built = build_vault(root, x, texts, kind)
+        defaults = QueryParams().with_defaults(kind)
+        nprobe = default_nprobe(built["params"]["nlist"], len(x)) if kind != "hnsw" else 0
+        knobs = {"ef": defaults.ef, "nprobe": nprobe, "rerank": defaults.rerank}
+        log(f"{name}/{kind}: raw FAISS build (same parameters)")
+        raw_path = work / f"{name}-{kind}-raw.faiss"
+        raw_built = build_raw(x, built["params"], raw_path)
+        log(f"{name}/{kind}: open, recall and memory of each in a fresh process; then speed side by side")
+        vault = measure("vault", str(root), qpath, gpath, knobs, threads)
+        raw = measure("raw", str(raw_path), qpath, gpath, knobs, threads)
+        speed = measure("compare", f"{root}|{raw_path}", qpath, gpath, knobs, threads)
+        raw_path.unlink()
+        shutil.rmtree(root, ignore_errors=True)
+        sv_side = {**built, **vault, **speed["sigmavault"]}
+        sv_side["opened_without_rebuild"] = sv_side.pop("index_file") == built["index_file"]
+        sv_side.pop("params")
+        raw_side = {**raw_built, **raw, **speed["raw_faiss"]}
+        raw_side.pop("batch_qps_without_hits")
+        raw_side.pop("batch_qps_touch_false")
+        result[kind] = {
+            "params": {**built["params"], **knobs},
+            "sigmavault": sv_side,
+            "raw_faiss": raw_side,
+            "ratio_vault_over_raw": {
+                "batch_qps": round(sv_side["batch_qps"] / raw_side["batch_qps"], 3),
+                "batch_qps_touch_false": round(sv_side["batch_qps_touch_false"] / raw_side["batch_qps"], 3),
+                "batch_qps_without_hits": round(sv_side["batch_qps_without_hits"] / raw_side["batch_qps"], 3),
+                "p50_latency": round(sv_side["p50_ms"] / raw_side["p50_ms"], 3),
+                "p99_latency": round(sv_side["p99_ms"] / raw_side["p99_ms"], 3),
+                "build_time": round(built["build_s"] / raw_built["build_s"], 3),
+                "open_time": round(vault["open_s"] / raw["open_s"], 3),
+                "rss": round(vault["rss_mb"] / raw["rss_mb"], 3),
+                "rss_anon": round(vault["rss_anon_mb"] / raw["rss_anon_mb"], 3),
+            },
+        }
+        log(f"{name}/{kind}: {json.dumps(result[kind]['ratio_vault_over_raw'])}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000, help="clustered vectors (default 1M)")
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--text-units", type=int, default=30_000, help="Debian descriptions stored (default 30k)")
+    parser.add_argument("--no-text", action="store_true", help="skip the Debian/MiniLM set")
+    parser.add_argument("--no-clustered", action="store_true", help="skip the clustered set")
+    parser.add_argument("--kinds", default="ivf-rabitq,hnsw", help="comma-separated: ivf-rabitq, hnsw")
+    parser.add_argument("--threads", type=int, default=0, help="FAISS threads (default: all cores)")
+    parser.add_argument("--quick", action="store_true", help="100k vectors, 5k texts, 200 queries")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
+    parser.add_argument("--child", choices=("vault", "raw", "compare"), help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    parser.add_argument("--q", help=argparse.SUPPRESS)
+    parser.add_argument("--gt", help=argparse.SUPPRESS)
+    parser.add_argument("--knobs", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.quick:
+        args.n, args.text_units, args.queries = min(args.n, 100_000), min(args.text_units, 5_000), 200
+    import faiss
+
+    if args.threads:
+        faiss.omp_set_num_threads(args.threads)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    work = args.out / "ann"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "benchmark": "ann",
+        "quick": args.quick,
+        "faiss": faiss.__version__,
+        "threads": faiss.omp_get_max_threads(),
+        "cpus": os.cpu_count(),
+        "k": K,
+    }
+    if not args.no_clustered:
+        log(f"generating {args.n:,} x {args.dim} clustered vectors (seeded)")
+        x, q = clustered(args.n, args.dim, seed=42, queries=args.queries)
+        report["clustered"] = run_set("clustered", x, q, None, kinds, work, args.threads)
+        del x, q
+    if not args.no_text:
+        x, q, texts = debian(args.out, args.text_units, args.queries)
+        report["debian_minilm"] = run_set("debian", x, q, texts, kinds, work, args.threads)
+    report["total_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Whole files written by a third-party writer (FAISS indexes): atomic replace and content digests.
+
+A library such as FAISS wants a path to write to. :func:`temp_path` hands it a hidden temporary
+name in the destination directory; :func:`publish` fsyncs the finished file, renames it into place
+and fsyncs the directory (callers do this inside the SQLite transaction that records the file), so
+a crash leaves the old file, the new one, or a temp file that :func:`remove_stale_temps` collects.
+:func:`file_digest` is the SHA-256 that lets a reader refuse a file changed after it was recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sigmavault.store.vectors import fsync_dir
+
+__all__ = ["file_digest", "publish", "remove_file", "remove_stale_temps", "temp_path"]
+
+_CHUNK = 1 << 22
+
+
+@contextmanager
+def temp_path(path: Path) -> Iterator[Path]:
+    """Yield a hidden temporary name beside ``path`` for a writer; it is removed unless published."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Make the finished ``tmp`` durable under the name ``path`` (fsync, rename, fsync the directory)."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """``(size in bytes, SHA-256 hex)`` of a file, read in chunks (bounded memory)."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def remove_file(path: Path) -> None:
+    """Delete ``path`` if it exists (a derived file that is no longer referenced)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)
+
+
+def remove_stale_temps(directory: Path) -> int:
+    """Remove temp files left by a writer that died (``.name.PID.tmp`` whose PID is gone)."""
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for tmp in directory.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
