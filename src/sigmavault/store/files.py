@@ -1,4 +1,6 @@
-"""Whole files written by a third-party writer (FAISS indexes): atomic replace and content digests.
+"""Whole files outside the blob format: atomic replace, content digests, removal, stale temps.
+
+Used for files other tools read or write (FAISS indexes, gzip JSONL witness archives).
 
 A library such as FAISS wants a path to write to. :func:`temp_path` hands it a hidden temporary
 name in the destination directory; :func:`publish` fsyncs the finished file, renames it into place
@@ -14,10 +16,20 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from sigmavault.store.vectors import fsync_dir
 
-__all__ = ["file_digest", "publish", "remove_file", "remove_stale_temps", "temp_path"]
+__all__ = [
+    "atomic_write",
+    "file_digest",
+    "open_read",
+    "process_alive",
+    "publish",
+    "remove_file",
+    "remove_stale_temps",
+    "temp_path",
+]
 
 _CHUNK = 1 << 22
 
@@ -55,13 +67,36 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def remove_file(path: Path) -> None:
-    """Delete ``path`` if it exists (a derived file that is no longer referenced)."""
+@contextmanager
+def atomic_write(path: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file that appears at ``path`` whole, and durably, only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def open_read(path: Path) -> BinaryIO:
+    """Open a file for binary reading (the caller closes it)."""
+    return path.open("rb")
+
+
+def remove_file(path: Path) -> bool:
+    """Delete ``path`` if present and make the removal durable; True when something was removed."""
     try:
         path.unlink()
     except FileNotFoundError:
-        return
+        return False
     fsync_dir(path.parent)
+    return True
 
 
 def remove_stale_temps(directory: Path) -> int:
@@ -71,13 +106,14 @@ def remove_stale_temps(directory: Path) -> int:
     removed = 0
     for tmp in directory.glob(".*.tmp"):
         pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (temp names carry their writer's pid)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -120,10 +120,12 @@ class Database:
     # -- transactions -----------------------------------------------------------------------
 
     @contextmanager
-    def write(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+    def write(self, *, wait: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction; commits on success, rolls back on any exception.
 
         With ``wait=False`` a busy lock raises :class:`VaultLocked` at once instead of waiting.
+        ``durable=False`` commits without the fsync (``synchronous=NORMAL``): the commit survives a
+        process crash but an OS crash may lose it. Only for data the spec lets us lose (access counts).
         """
         if self.readonly:
             raise ReadOnly("this vault was opened read-only (frozen=True); open it without frozen to write")
@@ -136,26 +138,36 @@ class Database:
                 finally:
                     self._depth -= 1
                 return
-            self._begin(conn, wait=wait)
-            self._depth = 1
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
             try:
-                for hook, _ in self._write_hooks:
-                    hook()
-                yield conn
-            except BaseException as exc:
-                self._depth = 0
-                self._rollback(conn)
-                # NOTE: parts run statements on the yielded connection; a raw sqlite3 error
-                # escaping them still reaches the caller as a VaultError.
-                if isinstance(exc, sqlite3.Error):
-                    raise self._translate(exc) from exc
-                raise
+                yield from self._outermost(conn, wait=wait)
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
+
+    def _outermost(self, conn: sqlite3.Connection, *, wait: bool) -> Iterator[sqlite3.Connection]:
+        """Begin, run the write hooks, hand out the connection, then commit or roll back."""
+        self._begin(conn, wait=wait)
+        self._depth = 1
+        try:
+            for hook, _ in self._write_hooks:
+                hook()
+            yield conn
+        except BaseException as exc:
             self._depth = 0
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(conn)
+            self._rollback(conn)
+            # NOTE: parts run statements on the yielded connection; a raw sqlite3 error
+            # escaping them still reaches the caller as a VaultError.
+            if isinstance(exc, sqlite3.Error):
                 raise self._translate(exc) from exc
+            raise
+        self._depth = 0
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            raise self._translate(exc) from exc
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sigmavault.errors import Corrupted, VaultError
+from sigmavault.store.files import process_alive
 from sigmavault.store.vectors import fsync_dir
 
 __all__ = [
@@ -92,20 +93,10 @@ def remove_stale(dest: Path) -> int:
     removed = 0
     for path in dest.parent.glob(f".{glob.escape(dest.name)}.*-*-*"):
         pid = path.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             remove_tree(path)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_tree(path: Path) -> None:

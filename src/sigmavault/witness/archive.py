@@ -28,7 +28,7 @@ import numpy as np
 
 from sigmavault.errors import Corrupted, InvalidInput, NotFound
 from sigmavault.store import Database
-from sigmavault.store.atomic import atomic_write, file_sha256, open_read, remove_file
+from sigmavault.store.files import atomic_write, file_digest, open_read, remove_file
 from sigmavault.witness.entry import now_ms
 from sigmavault.witness.records import SELECT_STORED, StoredRow
 
@@ -142,7 +142,7 @@ def _step(conn: sqlite3.Connection, root: Path, cutoff_ms: int, chunk: int) -> t
         conn.execute(
             "INSERT INTO witness_archives (file, entries, first_seq, last_seq, min_ts, max_ts, bytes, sha256, "
             "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, len(rows), first, last, min(times), max(times), path.stat().st_size, file_sha256(path), now_ms()),
+            (name, len(rows), first, last, min(times), max(times), path.stat().st_size, file_digest(path)[1], now_ms()),
         )
     except BaseException:
         # NOTE: the transaction rolls back, so the rows stay hot; the file would be a duplicate.

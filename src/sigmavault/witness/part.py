@@ -17,7 +17,7 @@ from typing import Any, Literal
 from sigmavault.embed import as_embedder, check_matrix
 from sigmavault.errors import EmbedderUnavailable, InvalidInput, NotFound, ReadOnly, VaultClosed, VaultError
 from sigmavault.store import Database
-from sigmavault.store.atomic import file_sha256
+from sigmavault.store.files import file_digest
 from sigmavault.types import CheckReport, Vector
 from sigmavault.witness import aggregate, archive, chain, query
 from sigmavault.witness.entry import WitnessEntry, WitnessHit, normalize, now_ms
@@ -359,7 +359,7 @@ class Witness:
             path = folder / name
             if not path.is_file():
                 report.problems.append(f"witness: archive {name} is missing; its {entries} entries are lost")
-            elif path.stat().st_size != size or file_sha256(path) != digest:
+            elif path.stat().st_size != size or file_digest(path)[1] != digest:
                 report.problems.append(f"witness: archive {name} does not match its recorded checksum")
         for path in stray:
             report.notes.append(f"witness: {path.name} is left from an interrupted archive step (entries still hot)")
