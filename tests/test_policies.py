@@ -376,3 +376,17 @@ def test_cli_list_show_consolidate_prune(tmp_path: Path, capsys: pytest.CaptureF
         "pattern": 10,
         "router": 1,
     }
+
+
+def test_access_time_survives_a_rolled_back_transaction(tmp_path: Path) -> None:
+    with sv.open(tmp_path / "v") as vault:
+        a = vault.policies.put("router", {"w": 1}, confidence=0.5)
+        stored = vault.policies.get(a.id, touch=False).last_accessed
+        read = vault.policies.get(a.id)  # counts as an access, buffered in memory
+        with pytest.raises(RuntimeError), vault.transaction():  # the buffered time is taken into this one
+            vault.policies.put("router", {"w": 2}, confidence=0.1)
+            raise RuntimeError("abort")
+        assert len(vault.policies) == 1
+    with sv.open(tmp_path / "v") as vault:
+        after = vault.policies.get(a.id, touch=False).last_accessed
+        assert after > stored and after >= read.last_accessed

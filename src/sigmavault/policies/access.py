@@ -25,10 +25,11 @@ class AccessLog:
         self.flush_count = flush_count
         self.flush_seconds = flush_seconds
         self._pending: dict[str, float] = {}
+        self._inflight: dict[str, float] = {}
         self._since = 0.0
         self._lock = threading.Lock()
         if not db.readonly:
-            db.add_write_hook(self._flush_in_txn)
+            db.add_write_hook(self._flush_in_txn, on_rollback=self._restore)
 
     def seen(self, pid: str, stored: float) -> float:
         """The latest access time of ``pid``: the stored one or a newer pending one."""
@@ -58,7 +59,8 @@ class AccessLog:
         if not self._pending or self._db.readonly or self._db.closed:
             return
         try:
-            with self._db.write(wait=wait):
+            # NOTE: access times may lose their last moments, so this commit skips the fsync.
+            with self._db.write(wait=wait, durable=False):
                 pass  # the write hook does the work inside the transaction
         except VaultLocked:
             if wait:
@@ -67,8 +69,16 @@ class AccessLog:
     def _flush_in_txn(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._inflight = pending
         if pending:
             self._db.conn.executemany(
                 "UPDATE policies SET last_accessed = MAX(last_accessed, ?) WHERE pid = ?",
                 [(t, pid) for pid, t in pending.items()],
             )
+
+    def _restore(self) -> None:
+        """The transaction that took the pending times rolled back: keep them for the next one."""
+        with self._lock:
+            for pid, t in self._inflight.items():
+                self._pending[pid] = max(t, self._pending.get(pid, 0.0))
+            self._inflight = {}
