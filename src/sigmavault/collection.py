@@ -1,0 +1,436 @@
+"""`Collection`: a named set of units sharing one vector space — the half of the facade users
+search and write through (split from vault.py along the Vault/Collection seam)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+import numpy as np
+
+from sigmavault import units
+from sigmavault.embed import DEFAULT_NAME, Embedder, check_matrix, embedder_name
+from sigmavault.errors import (
+    EmbedderUnavailable,
+    EmptyText,
+    InvalidInput,
+    NotFound,
+    VaultError,
+)
+from sigmavault.index import signatures
+from sigmavault.types import Hit, State, Unit, Vector
+from sigmavault.units import CollectionInfo, NewUnits, new_ids
+from sigmavault.units.indexes import IndexConfig
+from sigmavault.units.search import fuse
+
+if TYPE_CHECKING:
+    from sigmavault.vault import Vault
+
+__all__ = ["DEFAULT", "Collection", "IndexChoice", "Mode", "Progress", "index_config"]
+
+DEFAULT: Any = object()  # sentinel: "the default embedder", distinct from None ("no embedder")
+Mode = Literal["vector", "text", "hybrid"]
+IndexChoice = Literal["auto", "exact", "hnsw", "ivf-rabitq"]
+Progress = Callable[[int, int], None]
+
+
+class Collection:
+    """A named set of units sharing one vector space (dimension, metric, embedder)."""
+
+    def __init__(self, vault: Vault, info: CollectionInfo, embedder: Embedder | None) -> None:
+        self.vault = vault
+        self.name = info.name
+        self._id = info.id
+        self.embedder = embedder
+
+    def __repr__(self) -> str:
+        return f"<Collection {self.name!r} of {self.vault.root}>"
+
+    @property
+    def info(self) -> CollectionInfo:
+        return self.vault._catalog.state(self._id).info
+
+    @property
+    def dim(self) -> int | None:
+        return self.info.dim
+
+    def __len__(self) -> int:
+        return sum(self.vault._units.count(self._id).values())
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def add(
+        self,
+        texts: str | Sequence[str] | None = None,
+        *,
+        vectors: Any = None,
+        ids: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        kind: str | Sequence[str] = "unit",
+        conversation_id: str | Sequence[str | None] | None = None,
+        parent_id: str | Sequence[str | None] | None = None,
+        kv_ref: str | Sequence[str | None] | None = None,
+        batch_size: int = 50_000,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Store units; returns their ids. Texts are embedded unless ``vectors`` are given.
+
+        Everything is validated before anything is written. An add larger than ``batch_size``
+        commits batch by batch (bounded memory); each batch is atomic and durable on return.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if texts is None and vectors is None:
+            raise InvalidInput("add() needs texts, vectors, or both")
+        try:
+            n = len(texts) if texts is not None else len(vectors)
+        except TypeError:
+            raise InvalidInput(f"vectors must be an (n, dim) array, got {type(vectors).__name__}") from None
+        if n == 0:
+            return []
+        text_list: list[str | None] = [None] * n
+        if texts is not None:
+            text_list = list(texts)
+            if len(text_list) != n:
+                raise InvalidInput(f"got {len(text_list)} texts but {n} vectors")
+            for i, t in enumerate(text_list):
+                if not isinstance(t, str) or not t.strip():
+                    raise EmptyText(f"text {i} is empty or not a string; every unit needs non-empty text")
+        mat = None
+        if vectors is not None:
+            mat = self._checked_rows(vectors, rows=n)
+        elif self.embedder is None:
+            raise self._no_embedder()
+        id_list = new_ids(n) if ids is None else _ids(ids, n)
+        meta = _per_unit(metadata, n, "metadata", default={})
+        for i, m in enumerate(meta):
+            if not isinstance(m, Mapping):
+                raise InvalidInput(f"metadata {i} must be a mapping, got {type(m).__name__}")
+        kinds = _labels(_per_unit(kind, n, "kind", default="unit"), "kind", optional=False)
+        convs = _labels(_per_unit(conversation_id, n, "conversation_id", default=None), "conversation_id")
+        parents = _labels(_per_unit(parent_id, n, "parent_id", default=None), "parent_id")
+        refs = _labels(_per_unit(kv_ref, n, "kv_ref", default=None), "kv_ref")
+        done = 0
+        for start in range(0, n, max(1, batch_size)):
+            end = min(n, start + batch_size)
+            if mat is not None:
+                chunk = self._vectors(mat[start:end], rows=end - start)
+            else:
+                chunk = self._embed([t for t in text_list[start:end] if t is not None])
+            batch = NewUnits(
+                ids=id_list[start:end], vectors=chunk, texts=text_list[start:end],
+                metadata=[m if type(m) is dict else dict(m) for m in meta[start:end]], kinds=kinds[start:end],
+                conversation_ids=convs[start:end], parent_ids=parents[start:end], kv_refs=refs[start:end],
+            )
+            self.vault._units.add(self._id, batch)
+            done = end
+            if progress is not None:
+                progress(done, n)
+        return id_list
+
+    def _checked_rows(self, values: Any, *, rows: int) -> Any:
+        """Validate every row of an (n, dim) array block by block, without a full-size copy.
+
+        NOTE: a 1M x 384 add would otherwise hold the input, a float32 copy and a normalised copy
+        at once (~4.5 GB); here the input (an array or a np.memmap) is only read, and each batch is
+        converted and normalised as it is written.
+        """
+        if not isinstance(values, np.ndarray) or values.ndim != 2:
+            return self._vectors(values, rows=rows)
+        check_matrix(values[:1], rows=1, dim=self.dim)
+        if values.shape[0] != rows:
+            raise InvalidInput(f"vectors: expected {rows} rows, got {values.shape[0]}")
+        for start in range(0, rows, 65_536):
+            block = np.asarray(values[start : start + 65_536], dtype=np.float32)
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                raise InvalidInput(f"vectors: row {start + int(np.flatnonzero(~finite)[0])} contains NaN or infinity")
+            if self.info.metric == "cosine":
+                zero = np.flatnonzero(~block.any(axis=1))
+                if len(zero):
+                    raise InvalidInput(
+                        f"vector {start + int(zero[0])} is all zeros; cosine similarity is undefined for it"
+                    )
+        return values
+
+    def _vectors(self, values: Any, *, rows: int) -> Vector:
+        mat = check_matrix(values, rows=rows, dim=self.dim)
+        if self.info.metric == "cosine":
+            norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))[:, None]  # NOTE: no (n, dim) temporary
+            zero = np.flatnonzero(norms[:, 0] == 0)
+            if len(zero):
+                raise InvalidInput(f"vector {int(zero[0])} is all zeros; cosine similarity is undefined for it")
+            mat = np.divide(mat, norms, dtype=np.float32)
+        return mat
+
+    def _embed(self, texts: Sequence[str], *, record: bool = True) -> Vector:
+        """Embed ``texts``; ``record`` notes the embedder's name on the collection (on writes only)."""
+        if self.embedder is None:
+            raise self._no_embedder()
+        try:
+            raw = self.embedder.embed(list(texts))
+        except VaultError:
+            raise
+        except Exception as exc:
+            raise EmbedderUnavailable(f"the embedder of {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+        mat = self._vectors(check_matrix(raw, rows=len(texts), what="embedder output"), rows=len(texts))
+        if record and self.info.embedder is None:
+            with self.vault._db.write():
+                self.vault._catalog.set_embedder(self.info, embedder_name(self.embedder))
+        return mat
+
+    def _no_embedder(self) -> EmbedderUnavailable:
+        built = self.info.embedder
+        if built not in (None, DEFAULT_NAME):
+            return EmbedderUnavailable(
+                f"collection {self.name!r} was built with embedder {built!r}; pass it again: "
+                f"vault.collection({self.name!r}, embedder=...)"
+            )
+        return EmbedderUnavailable(
+            "text needs an embedder: install the default with pip install 'sigmavault[embed]', "
+            "pass embedder=... to vault.collection(), or give vectors=..."
+        )
+
+    def update(
+        self,
+        unit_id: str,
+        *,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        state: str | State | None = None,
+        vector: Any = None,
+        kv_ref: str | None = None,
+    ) -> Unit:
+        """Change a unit. New text is re-embedded (unless ``vector`` is given); ``metadata`` replaces the old."""
+        self._own(unit_id)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise EmptyText("text must be a non-empty string")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidInput(f"metadata must be a mapping, got {type(metadata).__name__}")
+        vec = None
+        if vector is not None:
+            vec = self._vectors(vector, rows=1)
+        elif text is not None:
+            vec = self._embed([text])
+        self.vault._units.update(
+            unit_id, text=text, metadata=metadata, state=None if state is None else State.parse(state),
+            vector=vec, kv_ref=kv_ref,
+        )
+        return self.get(unit_id, touch=False)
+
+    def delete(self, unit_ids: str | Sequence[str]) -> int:
+        """Remove units and their edges; returns how many were removed."""
+        id_list = [unit_ids] if isinstance(unit_ids, str) else list(dict.fromkeys(unit_ids))
+        # NOTE: guard: the row-state cache is edited before the outer commit; a failure must drop it.
+        with self.vault._catalog.guard(self._id), self.vault._db.write():
+            for uid in id_list:
+                self._own(uid)
+            self.vault._units.delete(id_list)
+            self.vault._graph.drop_nodes(id_list)
+        return len(id_list)
+
+    def _own(self, unit_id: str) -> None:
+        if self.vault._units.cid_of(unit_id) != self._id:
+            raise NotFound(f"unit {unit_id!r} is not in collection {self.name!r}")
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, unit_id: str, *, touch: bool = True) -> Unit:
+        """The unit with its stored vector; counts as an access unless ``touch=False``."""
+        return self.vault._units.get(unit_id, touch=touch, cid=self._id)
+
+    def __iter__(self) -> Iterator[Unit]:
+        return self.vault._units.iter_units(cid=self._id)
+
+    def all(self, *, where: Mapping[str, Any] | None = None) -> Iterator[Unit]:
+        """Every unit (optionally matching ``where``), in insertion order, without vectors."""
+        sql, params = units.compile_where(where, column="u.metadata")
+        return self.vault._units.iter_units(cid=self._id, where_sql=sql, params=params)
+
+    def search(
+        self,
+        query: str | Any,
+        k: int = 10,
+        *,
+        mode: Mode = "vector",
+        where: Mapping[str, Any] | None = None,
+        states: str | State | Sequence[str | State] = "active",
+        ef: int | None = None,
+        nprobe: int | None = None,
+        rerank: int | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best units for a text or a vector. See README "Scores" for what scores mean.
+
+        ``ef`` (HNSW beam), ``nprobe`` (IVF lists probed) and ``rerank`` (candidates per result
+        refined exactly) override the collection's ANN defaults for this search.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        knobs = _knobs(ef, nprobe, rerank)
+        state_set = _states(states)
+        if mode not in ("vector", "text", "hybrid"):
+            raise InvalidInput(f"mode must be 'vector', 'text' or 'hybrid', got {mode!r}")
+        if mode != "vector" and not isinstance(query, str):
+            raise InvalidInput(f"mode={mode!r} needs a text query")
+        if isinstance(query, str) and not query.strip():
+            raise EmptyText("the query text is empty")
+        if mode == "text":
+            return self.vault._search.text(self._id, query, k, where=where, states=state_set)
+        if self.dim is None:
+            return []
+        if isinstance(query, str):
+            qvec = self._embed([query], record=False)  # NOTE: a search never writes (frozen vaults search too)
+        else:
+            qvec = check_matrix(query, rows=1, dim=self.dim)
+        if mode == "vector":
+            return self.vault._search.vector(self._id, qvec, k, where=where, states=state_set, **knobs)[0]
+        depth = max(2 * k, 20)
+        by_vector = self.vault._search.vector(self._id, qvec, depth, where=where, states=state_set, **knobs)[0]
+        by_text = self.vault._search.text(self._id, query, depth, where=where, states=state_set)
+        return fuse([by_vector, by_text], k)
+
+    def search_batch(
+        self,
+        queries: Sequence[str] | Any,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        states: str | State | Sequence[str | State] = "active",
+        ef: int | None = None,
+        nprobe: int | None = None,
+        rerank: int | None = None,
+        touch: bool = True,
+    ) -> list[list[Hit]]:
+        """Vector search for many queries at once (texts, or an (m, dim) matrix): one list of hits each.
+
+        Much faster per query than calling :meth:`search` in a loop: FAISS spreads the batch over
+        its threads (see ``sigmavault.set_threads``) and hits are looked up in one pass.
+        ``touch=False`` does not count the hits as accesses (as ``get(touch=False)``): at
+        thousands of queries per call, recording ~10 accesses each is a large share of the time.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        knobs = _knobs(ef, nprobe, rerank)
+        state_set = _states(states)
+        if isinstance(queries, str):
+            raise InvalidInput("search_batch takes a list of texts or a matrix; use search() for one query")
+        texts = isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries)
+        if isinstance(queries, Sequence) and len(queries) == 0:
+            return []
+        if self.dim is None:
+            return [[] for _ in range(len(queries))]
+        if texts:
+            for i, q in enumerate(queries):
+                if not q.strip():
+                    raise EmptyText(f"query text {i} is empty")
+            qmat = self._embed(list(queries), record=False)
+        else:
+            qmat = check_matrix(queries, dim=self.dim, what="queries")
+        return self.vault._search.vector(self._id, qmat, k, where=where, states=state_set, touch=touch, **knobs)
+
+    # -- index ------------------------------------------------------------------------------
+
+    def index_info(self) -> dict[str, Any]:
+        """How vector search runs here: configured and active kind, and the index file's coverage."""
+        return self.vault._indexes.info(self.vault._catalog.state(self._id))
+
+    def build_index(self, *, progress: Progress | None = None) -> dict[str, Any]:
+        """Build (or rebuild) the ANN index now instead of at the first search; returns :meth:`index_info`."""
+        return self.compact(progress=progress)
+
+    def compact(self, *, progress: Progress | None = None) -> dict[str, Any]:
+        """Rebuild the ANN index without deleted and replaced vectors (exact collections: nothing to do)."""
+        return self.vault._indexes.compact(self.vault._catalog.state(self._id), progress=progress)
+
+    def find_similar(self, id_or_vector: str | Any, threshold: float = 0.85, *, k: int | None = None) -> list[Hit]:
+        """Near duplicates by SimHash: units whose signature agrees on at least ``threshold`` of its bits."""
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidInput(f"threshold must be in [0, 1], got {threshold!r}")
+        st = self.vault._catalog.state(self._id)
+        exclude = None
+        if isinstance(id_or_vector, str):
+            unit = self.get(id_or_vector, touch=False)
+            probe = unit.semantic_hash
+            rows = self.vault._db.one("SELECT vec_row FROM units WHERE uid = ?", (unit.id,))
+            exclude = rows[0] if rows else None
+        else:
+            if st.planes is None:
+                return []
+            probe = int(signatures(check_matrix(id_or_vector, rows=1, dim=self.dim), st.planes)[0])
+        found = self.vault._search.similar(self._id, probe, threshold, exclude_row=exclude)
+        if k is not None:
+            found = found[:k]
+        info = self.vault._units.by_rows(self._id, [r for r, _ in found])
+        return [Hit(id=info[r][0], score=s, text=info[r][1], metadata=info[r][2]) for r, s in found if r in info]
+
+
+def _ids(ids: Sequence[str], n: int) -> list[str]:
+    out = list(ids)
+    if len(out) != n:
+        raise InvalidInput(f"got {len(out)} ids for {n} units")
+    for i in out:
+        if not isinstance(i, str) or not i or len(i) > 256:
+            raise InvalidInput(f"id {i!r}: ids are non-empty strings of at most 256 characters")
+    return out
+
+
+def _labels(values: list[Any], what: str, *, optional: bool = True) -> list[Any]:
+    """Check per-unit string fields (kind, conversation_id, parent_id, kv_ref) before any write."""
+    for i, v in enumerate(values):
+        if not ((optional and v is None) or (isinstance(v, str) and v)):
+            need = "a non-empty string or None" if optional else "a non-empty string"
+            raise InvalidInput(f"{what} {i}: expected {need}, got {v!r}")
+    return values
+
+
+class _Knobs(TypedDict):
+    ef: int | None
+    nprobe: int | None
+    rerank: int | None
+
+
+def _knobs(ef: int | None, nprobe: int | None, rerank: int | None) -> _Knobs:
+    """Validate per-search ANN knobs (None = the collection's default)."""
+    for name, value in (("ef", ef), ("nprobe", nprobe), ("rerank", rerank)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+    return {"ef": ef, "nprobe": nprobe, "rerank": rerank}
+
+
+def index_config(stored: Mapping[str, Any], index: str | None, params: Mapping[str, int]) -> dict[str, Any] | None:
+    """The collection's new ``index`` config, or None when the call changes nothing."""
+    if index is None and not params:
+        return None
+    unknown = set(params) - {"ef", "nprobe", "rerank", "m", "ef_construction", "nlist", "bits"}
+    if unknown:
+        raise InvalidInput(
+            f"unknown collection option(s) {', '.join(sorted(unknown))}; index options are "
+            "ef, nprobe, rerank, m, ef_construction, nlist, bits"
+        )
+    merged = {**(stored.get("index") or {}), **params}
+    if index is not None:
+        merged["kind"] = index
+    try:
+        return IndexConfig(**merged).to_json()
+    except TypeError as exc:
+        raise InvalidInput(f"bad index option: {exc}") from None
+
+
+def _per_unit(value: Any, n: int, what: str, *, default: Any) -> list[Any]:
+    """One value for all units, or a list with one per unit."""
+    if value is None:
+        return [default] * n
+    if isinstance(value, str | Mapping):
+        return [value] * n
+    out = list(value)
+    if len(out) != n:
+        raise InvalidInput(f"{what}: got {len(out)} values for {n} units (give one value, or one per unit)")
+    return out
+
+
+def _states(states: str | State | Sequence[str | State]) -> tuple[State, ...]:
+    if states == "all":
+        return tuple(State)
+    if isinstance(states, str | State):
+        return (State.parse(states),)
+    return tuple(State.parse(s) for s in states)
