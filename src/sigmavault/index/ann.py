@@ -360,6 +360,13 @@ def refine(
         faiss.swig_ptr(found),
         depth,
     )
+    return _knn_by_idx(faiss, args, scores, found, metric=metric)
+
+
+def _knn_by_idx(
+    faiss: Any, args: tuple[Any, ...], scores: npt.NDArray[np.float32], found: Rows, *, metric: str
+) -> tuple[npt.NDArray[np.float32], Rows]:
+    """Run FAISS's exact scoring of listed rows in place; scores become "higher is better"."""
     if metric == "l2":
         faiss.knn_L2sqr_by_idx(*args)
         np.negative(scores, out=scores)
@@ -411,13 +418,7 @@ def exact_rows(
         faiss.swig_ptr(found),
         0,
     )
-    if metric == "l2":
-        faiss.knn_L2sqr_by_idx(*args)
-        np.negative(scores, out=scores)
-    else:
-        faiss.knn_inner_products_by_idx(*args)
-    scores[found < 0] = -np.inf
-    return scores, found
+    return _knn_by_idx(faiss, args, scores, found, metric=metric)
 
 
 def search(
