@@ -56,6 +56,27 @@ class Unit:
     kv_ref: str | None
     vector: Vector | None = field(default=None, repr=False, compare=False)
 
+    def to_dict(self, *, vectors: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict; the vector (a list of floats) only with ``vectors=True``: it is large."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "collection": self.collection,
+            "text": self.text,
+            "metadata": self.metadata,
+            "kind": self.kind,
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "accessed_at": self.accessed_at,
+            "access_count": self.access_count,
+            "conversation_id": self.conversation_id,
+            "parent_id": self.parent_id,
+            "semantic_hash": self.semantic_hash,
+            "kv_ref": self.kv_ref,
+        }
+        if vectors:
+            out["vector"] = None if self.vector is None else [float(x) for x in self.vector]
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class Hit:
@@ -65,6 +86,10 @@ class Hit:
     score: float
     text: str | None
     metadata: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return {"id": self.id, "score": float(self.score), "text": self.text, "metadata": self.metadata}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +101,16 @@ class Edge:
     kind: str
     weight: float
     created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return {
+            "source": self.source,
+            "target": self.target,
+            "kind": self.kind,
+            "weight": self.weight,
+            "created_at": self.created_at,
+        }
 
 
 @dataclass(slots=True)
