@@ -59,7 +59,7 @@ def build_tokenizer(*, vocab_size: int = 1024, chat_template: bool = True) -> An
         show_progress=False,
     )
     core.train_from_iterator(corpus_texts(), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
     )
     if chat_template:
@@ -95,7 +95,7 @@ def build_model(
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).eval()  # type: ignore[no-untyped-call]
 
 
 def train(
@@ -157,7 +157,7 @@ def load(path: str | Path) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a directory written by :func:`save`, in eval mode, strictly offline."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+    model = LlamaForCausalLM.from_pretrained(str(path), local_files_only=True).eval()  # type: ignore[no-untyped-call]
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     return model, tokenizer
 
