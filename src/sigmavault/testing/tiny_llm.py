@@ -3,11 +3,11 @@
 No small pretrained LLM can be fetched offline, so the runtime, the KV store and KV compression are exercised on a
 model made here: a byte-level BPE tokenizer trained with ``tokenizers`` on the packaged corpus, and a
 ``LlamaForCausalLM`` (RoPE, grouped-query attention: the same cache layout as real Llama models) whose weights are
-random or trained for a few minutes on that corpus. Random weights are enough to prove that a restored cache gives
-output identical to recomputing; quality figures (KL divergence, top-1 agreement) need the trained weights, because
-a random model's next-token distributions are nearly flat.
+random or trained for a fixed number of steps on that corpus. Random weights are enough to prove that a restored
+cache gives output identical to recomputing; quality figures (KL divergence, top-1 agreement) need the trained
+weights, because a random model's next-token distributions are nearly flat.
 
-    python -m sigmavault.testing.tiny_llm ./tiny-model --train-seconds 240
+    python -m sigmavault.testing.tiny_llm ./tiny-model --steps 300
 
 writes a model directory that ``transformers`` (and ``sigmavault chat --model``) load with ``from_pretrained``.
 """
@@ -102,17 +102,17 @@ def train(
     model: Any,
     tokenizer: Any,
     *,
-    seconds: float = 240.0,
-    seq_len: int = 256,
+    steps: int = 300,
+    seq_len: int = 128,
     batch_size: int = 8,
     lr: float = 3e-3,
     seed: int = 0,
     progress: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """Train on the corpus (documents joined with ``</s>``) for about ``seconds``; returns the loss per step.
+    """Train on the corpus (documents joined with ``</s>``) for ``steps`` steps; returns the loss per step.
 
-    AdamW with a short warm-up and cosine decay over the time budget; windows are drawn with a seeded generator so
-    two runs of the same length see the same data.
+    A fixed step count (not a time budget) so every machine builds the same model. AdamW with a short warm-up and
+    cosine decay; windows are drawn with a seeded generator.
     """
     import torch
 
@@ -122,10 +122,8 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     losses: list[float] = []
     model.train()
-    start = time.perf_counter()
-    step = 0
-    while (elapsed := time.perf_counter() - start) < seconds:
-        frac = elapsed / seconds
+    for step in range(steps):
+        frac = step / steps
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * frac))
         starts = torch.randint(0, len(data) - seq_len - 1, (batch_size,), generator=gen)
@@ -136,9 +134,8 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-        step += 1
         if progress is not None:
-            progress(step, losses[-1])
+            progress(step + 1, losses[-1])
     model.eval()
     return losses
 
@@ -162,16 +159,17 @@ def load(path: str | Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def ensure(path: str | Path, *, train_seconds: float = 240.0, seed: int = 0) -> tuple[Any, Any]:
+def ensure(path: str | Path, *, steps: int = 300, seed: int = 0) -> tuple[Any, Any]:
     """Load the model at ``path``, building and training it first when the directory holds none."""
     out = Path(path)
     if (out / "tiny_llm.json").exists():
         return load(out)
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, seed=seed)
-    losses = train(model, tokenizer, seconds=train_seconds, seed=seed) if train_seconds > 0 else []
+    start = time.perf_counter()
+    losses = train(model, tokenizer, steps=steps, seed=seed) if steps > 0 else []
     info = {
-        "train_seconds": train_seconds,
+        "train_seconds": round(time.perf_counter() - start, 1),
         "steps": len(losses),
         "first_loss": losses[0] if losses else None,
         "final_loss": sum(losses[-20:]) / len(losses[-20:]) if losses else None,
@@ -185,13 +183,13 @@ def ensure(path: str | Path, *, train_seconds: float = 240.0, seed: int = 0) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build (and train) the tiny Llama-style test model.")
     parser.add_argument("out", help="model directory to write")
-    parser.add_argument("--train-seconds", type=float, default=240.0, help="training budget (0: random weights)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps (0: random weights)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if (Path(args.out) / "tiny_llm.json").exists():
         print(f"{args.out} already holds a model; remove it to rebuild", file=sys.stderr)
         return 0
-    ensure(args.out, train_seconds=args.train_seconds, seed=args.seed)
+    ensure(args.out, steps=args.steps, seed=args.seed)
     print((Path(args.out) / "tiny_llm.json").read_text(encoding="utf-8"), end="")
     return 0
 
