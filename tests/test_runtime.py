@@ -34,6 +34,15 @@ QUESTIONS = ["How do readers avoid blocking?", "And what do writers do?", "When 
 SYSTEM = "You answer from the context."
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """The tiny model on one torch thread: on a busy 2-core machine more threads wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def llm() -> tuple[Any, Any]:
     tokenizer = tiny_llm.build_tokenizer()
