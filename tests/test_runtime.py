@@ -138,6 +138,18 @@ def test_a_restart_resumes_as_warm_as_without_it(tmp_path: Path, llm: tuple[Any,
     assert child["cached"] > 0
 
 
+def test_a_tokenizer_without_chat_template_uses_the_plain_one(rt_vault: sv.Vault, llm: tuple[Any, Any]) -> None:
+    plain = tiny_llm.build_tokenizer(chat_template=False)  # the same vocabulary, so the same model reads it
+    rt = sv.Runtime(rt_vault, llm[0], plain, system_prompt=SYSTEM, embedder=HashingEmbedder())
+    first = rt.chat("p", QUESTIONS[0], k=1, max_new_tokens=4)
+    second = rt.chat("p", QUESTIONS[1], k=1, max_new_tokens=4)
+    text = rt.prompts.render(
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hi"}], generation_prompt=True
+    )
+    assert text == f"{SYSTEM}\n\nUser: hi\n\nAssistant:"
+    assert second.cached_tokens == first.prompt_tokens + first.completion_tokens - 1
+
+
 def test_witness_entry_records_the_turn(rt_vault: sv.Vault, llm: tuple[Any, Any]) -> None:
     rt = runtime(rt_vault, llm, quality=lambda message, text, hits: 0.25 + 0.5 * len(hits) / 4)
     rt.chat("w", QUESTIONS[0], user_id="alice", k=3, max_new_tokens=5)
@@ -323,7 +335,13 @@ def test_cli_chat_reports_reuse_and_errors_cleanly(
     turns = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [t["completion_tokens"] for t in turns] == [4, 4]
     assert turns[0]["cached_tokens"] == 0 and turns[1]["cached_tokens"] > 0
-    # the same command in-process: errors exit 2 with a message, never a traceback
+    # the same command in-process: the human-readable status line, and errors exit 2 with a message, not a traceback
+    monkeypatch.setattr(sys, "stdin", io.StringIO("And checkpoints?\n"))
+    assert main(["chat", str(vault), "--model", str(model_dir), "--collection", "empty", "--session", "cli-1"]) == 0
+    status = capsys.readouterr().out.splitlines()[-1]
+    assert status.startswith("[turn ") and "reused " in status and "ttft " in status and "total " in status
+    reused = int(status.split("reused ")[1].split("/")[0])
+    assert reused == turns[1]["prompt_tokens"] + turns[1]["completion_tokens"] - 1
     for argv, stdin, message in (
         (["chat", str(vault), "--model", str(model_dir), "--collection", "notes"], "hello\n", "embedder"),
         (["chat", str(vault), "--model", str(tmp_path / "nope")], "", "no model"),
@@ -333,5 +351,5 @@ def test_cli_chat_reports_reuse_and_errors_cleanly(
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     with sv.open(vault) as v:
-        assert v.sessions.get("cli-1").turn_count == 2
-        assert v.witness.count(session_id="cli-1") == 2
+        assert v.sessions.get("cli-1").turn_count == 3
+        assert v.witness.count(session_id="cli-1") == 3
