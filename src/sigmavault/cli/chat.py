@@ -55,27 +55,35 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.k < 1 or args.max_new_tokens < 1:
         raise InvalidInput("-k and --max-new-tokens must be positive")
     model, tokenizer = load_model(args.model)
-    interactive = sys.stdin.isatty()
     with sv.open(args.path) as vault:
         rt = Runtime(vault, model, tokenizer, collection=args.collection, system_prompt=args.system)
-        while True:
-            if interactive:
-                print("you> ", end="", flush=True)
-            line = sys.stdin.readline()
-            if not line:
-                break
-            message = line.strip()
-            if not message:
-                continue
-            reply = rt.chat(args.session, message, user_id=args.user, k=args.k, max_new_tokens=args.max_new_tokens)
-            if args.json:
-                print(json.dumps(reply.to_dict(), ensure_ascii=False), flush=True)
-                continue
-            lat = reply.latency
-            print(reply.text.strip(), flush=True)
-            print(
-                f"[turn {reply.request_id[:8]}: reused {reply.cached_tokens}/{reply.prompt_tokens} prompt tokens, "
-                f"{reply.completion_tokens} generated; ttft {lat['ttft_ms']:.0f} ms, total {lat['total_ms']:.0f} ms]",
-                flush=True,
-            )
+        try:
+            _loop(rt, args)
+        finally:
+            rt.close()
     return 0
+
+
+def _loop(rt: Runtime, args: argparse.Namespace) -> None:
+    """One turn per line of standard input, until it ends."""
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        message = line.strip()
+        if not message:
+            continue
+        reply = rt.chat(args.session, message, user_id=args.user, k=args.k, max_new_tokens=args.max_new_tokens)
+        if args.json:
+            print(json.dumps(reply.to_dict(), ensure_ascii=False), flush=True)
+            continue
+        lat = reply.latency
+        print(reply.text.strip(), flush=True)
+        print(
+            f"[turn {reply.request_id[:8]}: reused {reply.cached_tokens}/{reply.prompt_tokens} prompt tokens, "
+            f"{reply.completion_tokens} generated; ttft {lat['ttft_ms']:.0f} ms, total {lat['total_ms']:.0f} ms]",
+            flush=True,
+        )

@@ -16,6 +16,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,7 @@ class Runtime:
         self._tracer_provider = tracer_provider
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- public API -------------------------------------------------------------------------
 
@@ -300,11 +302,14 @@ class Runtime:
         quality = _score(turn, text)
         sequence = [*turn.prompt_ids, *output]
         ref = turn.session.kv_ref
-        with clock("kv_save_ms"):
-            if self.kv_enabled and turn.cache is not None:
-                ref = self.vault.kv.save(self.model, sequence, turn.cache, codec=turn.codec).ref or ref
+        saving = None
+        if self.kv_enabled and turn.cache is not None:
+            # NOTE: the KV save (mostly file writes) overlaps the reply's embedding; both release the GIL.
+            saving = self._background().submit(self._save_kv, turn, sequence)
         with clock("remember_ms"):
             response = _embed(self.memory, [text])[0] if text.strip() else None
+        if saving is not None:
+            ref = saving.result() or ref  # NOTE: before the transaction below, which the save's commit would wait on
         with clock("session_ms", add=True), self.vault.transaction():
             self._remember(turn, text, response)
             self._update_session(turn, sequence, ref)
@@ -324,6 +329,27 @@ class Runtime:
         with clock("witness_ms"):
             self._witness(turn, reply=reply, response=response)
         return reply
+
+    def _save_kv(self, turn: _Turn, sequence: list[int]) -> str | None:
+        """Step 7: store the KV of prompt + reply (the cache covers all but the last token); times itself."""
+        start = time.perf_counter()
+        try:
+            return self.vault.kv.save(self.model, sequence, turn.cache, codec=turn.codec).ref
+        finally:
+            turn.latency["kv_save_ms"] = _ms(time.perf_counter() - start)
+
+    def _background(self) -> ThreadPoolExecutor:
+        with self._locks_guard:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigmavault-kv-save")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the runtime's helper thread (the vault stays open; it is the caller's)."""
+        with self._locks_guard:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _remember(self, turn: _Turn, text: str, response: Any) -> None:
         """Step 8: the message and the reply as units of the conversation, each the child of the one before."""
