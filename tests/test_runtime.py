@@ -268,6 +268,9 @@ def test_learned_routing_policy_routes_similar_requests(rt_vault: sv.Vault, llm:
     assert routed.completion_tokens == 3  # the policy's setting, not the runtime's default of 64
     other = rt.chat("other", "Checkpoints copy pages", k=1, max_new_tokens=2)
     assert other.routing["policy"] == "default"
+    wide = sv.Runtime(rt_vault, llm[0], llm[1], collection="wide", embedder=HashingEmbedder(dim=32), memory="wide-m")
+    mismatched = wide.chat("w", "How do readers avoid blocking writers?", k=1, max_new_tokens=1)  # 32-d vs 64-d
+    assert mismatched.routing["policy"] == "default"
 
 
 def test_witness_exports_opentelemetry_genai_spans(rt_vault: sv.Vault, llm: tuple[Any, Any]) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sigmavault.errors import EmbedderUnavailable, InvalidInput, NotFound, VaultError
+from sigmavault.errors import DimensionMismatch, EmbedderUnavailable, InvalidInput, NotFound, VaultError
 from sigmavault.runtime.prompt import PromptBuilder, render_context
 from sigmavault.runtime.reply import Reply
 from sigmavault.types import Hit
@@ -255,7 +255,11 @@ class Runtime:
     def _route(self, query: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Generation settings and the routing decision: the closest ``"routing"`` policy above the threshold."""
         settings = dict(self.generation)
-        found = self.vault.policies.search("routing", query, k=1, min_score=self.route_threshold)
+        try:
+            found = self.vault.policies.search("routing", query, k=1, min_score=self.route_threshold)
+        except DimensionMismatch:
+            # NOTE: routing policies learned with another embedder cannot match this one's queries
+            return settings, {"policy": "default", "policy_error": "dimension_mismatch"}
         if not found or not isinstance(found[0].params, Mapping):
             return settings, {"policy": "default"}
         policy = found[0]
