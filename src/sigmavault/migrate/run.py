@@ -135,7 +135,7 @@ def _write(work: Path, src: Source, name: str, *, key: Any, progress: Progress |
         if src.embedder and coll.info.embedder is None:
             # NOTE: records which model made the vectors, so text queries use the same one.
             with vault.transaction():
-                vault._catalog.set_embedder(coll.info, src.embedder)
+                vault.context.catalog.set_embedder(coll.info, src.embedder)
         total = len(src.records)
         done = 0
         for start in range(0, total, _BATCH):
@@ -150,7 +150,7 @@ def _write(work: Path, src: Source, name: str, *, key: Any, progress: Progress |
             for r in src.records
         ]
         if history:
-            vault._units.restore_history(coll.info.id, history)
+            vault.context.units.restore_history(coll.info.id, history)
         with vault.transaction():
             for e in src.edges:
                 vault.link(e.source, e.target, kind=e.kind, weight=e.weight)

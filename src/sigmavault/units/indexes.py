@@ -18,11 +18,12 @@ trained on) the next search rebuilds it. ``compact()`` does the same on demand.
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -38,7 +39,7 @@ from sigmavault.store.files import file_digest, publish, remove_file, remove_sta
 from sigmavault.types import CheckReport
 from sigmavault.units.catalog import Catalog, RowState
 
-__all__ = ["AUTO_MIN_ROWS", "CHOICES", "IndexConfig", "IndexManager", "Loaded"]
+__all__ = ["AUTO_MIN_ROWS", "CHOICES", "IndexConfig", "IndexManager", "Loaded", "keep_indexes"]
 
 PART = "ann"
 MIGRATIONS: list[Migration] = [
@@ -472,6 +473,13 @@ class IndexManager:
                 bar.update(task, completed=done, total=total)
 
             yield advance
+
+
+def keep_indexes(conn: sqlite3.Connection, cids: Sequence[int]) -> None:
+    """In a snapshot copy (inside the caller's transaction): forget the index records of other collections."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ann_indexes'").fetchone() is None:
+        return
+    conn.execute(f"DELETE FROM ann_indexes WHERE collection_id NOT IN ({','.join('?' * len(cids))})", list(cids))
 
 
 def _same(a: BuildParams, b: BuildParams) -> bool:
