@@ -9,13 +9,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from sigmavault.errors import InvalidInput
 
-__all__ = ["add_common", "console", "emit", "parse_json_arg", "progress_bar", "to_jsonable"]
+__all__ = ["Subcommands", "add_common", "console", "emit", "parse_json_arg", "progress_bar", "to_jsonable"]
+
+
+class Subcommands(Protocol):
+    """What a verb group's ``register`` needs of ``parser.add_subparsers()`` (argparse names no public type)."""
+
+    def add_parser(self, name: str, *, help: str | None = ...) -> argparse.ArgumentParser: ...
 
 
 def add_common(parser: argparse.ArgumentParser, *, collection: bool = False) -> None:
