@@ -19,7 +19,7 @@ from typing import Protocol
 from sigmavault import graph, units
 from sigmavault.graph import GraphStore
 from sigmavault.store import Cipher, Database, Migration
-from sigmavault.types import CheckReport
+from sigmavault.types import CheckReport, Reporter
 from sigmavault.units import Catalog, UnitStore
 from sigmavault.units.indexes import IndexManager
 from sigmavault.units.search import SearchEngine
@@ -68,6 +68,7 @@ class VaultConfig:
 
     frozen: bool
     busy_timeout: float
+    progress: Reporter | None = None
 
 
 class VaultContext:
@@ -82,7 +83,7 @@ class VaultContext:
         self.catalog = Catalog(db, root)
         self.units = UnitStore(db, self.catalog)
         self.graph = GraphStore(db)
-        self.indexes = IndexManager(db, self.catalog, root)
+        self.indexes = IndexManager(db, self.catalog, root, report=config.progress)
         self.search = SearchEngine(self.catalog, self.units, self.indexes)
         # NOTE: filled by sigmavault.parts.part() on first use, in the order parts were built.
         self.parts: dict[str, Part] = {}

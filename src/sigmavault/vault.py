@@ -26,7 +26,7 @@ from sigmavault.graph import Direction
 from sigmavault.health import run_checks
 from sigmavault.parts import part
 from sigmavault.store import Database
-from sigmavault.types import CheckReport, Edge, Unit
+from sigmavault.types import CheckReport, Edge, Reporter, Unit
 from sigmavault.units import CollectionInfo
 
 if TYPE_CHECKING:
@@ -59,13 +59,16 @@ def open(  # NOTE: shadows the builtin on purpose: the binding public name is si
     frozen: bool = False,
     busy_timeout: float = 30.0,
     key: Any = None,
+    progress: Reporter | None = None,
 ) -> Vault:
     """Open the vault at ``path``, creating it unless ``create=False``; ``frozen=True`` is read-only.
 
     ``key`` encrypts a new vault / opens an encrypted one (see :mod:`sigmavault.crypto`); by default
     it comes from ``SIGMAVAULT_KEY``, ``SIGMAVAULT_KEY_FILE`` or ``SIGMAVAULT_PASSPHRASE`` if set.
+    ``progress(label, done, total)`` hears of long work the vault starts by itself (an ANN index
+    built at a search); the CLI draws it as a bar.
     """
-    return Vault(path, create=create, frozen=frozen, busy_timeout=busy_timeout, key=key)
+    return Vault(path, create=create, frozen=frozen, busy_timeout=busy_timeout, key=key, progress=progress)
 
 
 class Vault:
@@ -79,6 +82,7 @@ class Vault:
         frozen: bool = False,
         busy_timeout: float = 30.0,
         key: Any = None,
+        progress: Reporter | None = None,
     ) -> None:
         self.root = Path(path)
         self.frozen = frozen
@@ -96,7 +100,8 @@ class Vault:
             from sigmavault.crypto import configure  # stdlib-only until a key is actually used
 
             db.cipher = configure(db, key, new=new)
-            self._ctx = VaultContext(self.root, db, VaultConfig(frozen=frozen, busy_timeout=busy_timeout))
+            config = VaultConfig(frozen=frozen, busy_timeout=busy_timeout, progress=progress)
+            self._ctx = VaultContext(self.root, db, config)
             if not frozen:
                 self._ctx.catalog.truncate_tails()
         except BaseException:
