@@ -108,9 +108,8 @@ def take(
     files: list[FileEntry] = []
     lock = db.read() if db.readonly else db.write()
     with lock as conn:
-        rows = conn.execute("SELECT id, name, dim, watermark, embedder FROM collections ORDER BY id").fetchall()
-        keep = [r for r in rows if collections is None or r[1] in collections]
-        keep_cids = None if collections is None else {int(r[0]) for r in keep}
+        keep = [c for c in vault.context.catalog.infos() if collections is None or c.name in collections]
+        keep_cids = None if collections is None else {c.id for c in keep}
         lineage = read_meta(conn, "vault_id") or ""
         generation = int(read_meta(conn, "generation") or 0)
         encrypted = read_meta(conn, "cipher") is not None
@@ -124,17 +123,17 @@ def take(
         counts = snapshot_counts(snap)
     files.append(writer.commit_scratch(DB_NAME, scratch))
     vector_dir = vault.context.catalog.vector_dir
-    for cid, _name, dim, watermark, _emb in keep:
-        src = vector_dir / f"{cid}.f32"
-        if dim and src.exists():
-            files.append(writer.add_file(f"vectors/{cid}.f32", src, HEADER_SIZE + int(watermark) * int(dim) * 4))
+    for info in keep:
+        src = vector_dir / f"{info.id}.f32"
+        if info.dim and src.exists():
+            files.append(writer.add_file(f"vectors/{info.id}.f32", src, HEADER_SIZE + info.watermark * info.dim * 4))
     fields = {
         "generation": generation,
         "lineage_id": lineage,
         "created_at": round(time.time(), 6),
-        "collections": [r[1] for r in keep],
-        "dimensions": {r[1]: r[2] for r in keep},
-        "embedders": {r[1]: r[4] for r in keep},
+        "collections": [c.name for c in keep],
+        "dimensions": {c.name: c.dim for c in keep},
+        "embedders": {c.name: c.embedder for c in keep},
         "scope": "vault" if collections is None else "collections",
         "encrypted": encrypted,
         "counts": {**counts, "collections": len(keep), "detached_parents": detached},
