@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT", "Collection", "Part", "Vault", "open"]
 
 DB_NAME = "vault.db"
-
-
-
 _default_embedder: MiniLM | None = None
 
 
@@ -112,7 +109,6 @@ class Vault:
         self._catalog = self._ctx.catalog
         self._units = self._ctx.units
         self._graph = self._ctx.graph
-        self._indexes = self._ctx.indexes
 
     @property
     def context(self) -> VaultContext:
