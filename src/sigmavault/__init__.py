@@ -5,8 +5,6 @@
 >>> docs = vault.collection("docs")
 """
 
-from typing import TYPE_CHECKING
-
 from sigmavault.errors import (
     BundleInvalid,
     Corrupted,
@@ -26,9 +24,6 @@ from sigmavault.index.ann import get_threads, set_threads
 from sigmavault.types import CheckReport, Edge, Hit, State, Unit
 from sigmavault.vault import Collection, Vault, open
 from sigmavault.witness.entry import WitnessEntry
-
-if TYPE_CHECKING:
-    from sigmavault.runtime import Reply, Runtime
 
 __version__ = "0.1.0"
 

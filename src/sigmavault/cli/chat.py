@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import sigmavault as sv
+from sigmavault.cli.output import Subcommands
 from sigmavault.errors import InvalidInput, NotFound, VaultError
 from sigmavault.runtime import Runtime
 
 __all__ = ["load_model", "register"]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("chat", help="chat with a local transformers model, the vault as its memory")
     p.add_argument("path", help="vault directory (created if missing)")
     p.add_argument("--model", required=True, help="local model directory (config, weights, tokenizer)")

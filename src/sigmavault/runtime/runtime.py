@@ -25,6 +25,7 @@ import numpy as np
 from sigmavault.errors import DimensionMismatch, EmbedderUnavailable, InvalidInput, NotFound, VaultError
 from sigmavault.runtime.prompt import PromptBuilder, render_context
 from sigmavault.runtime.reply import Reply
+from sigmavault.runtime.timing import Clock, ms
 from sigmavault.types import Hit
 from sigmavault.witness.entry import WitnessEntry, new_request_id
 
@@ -174,7 +175,11 @@ class Runtime:
         **generate_kwargs: Any,
     ) -> Stream:
         """The same turn as :meth:`chat`, its text yielded piece by piece; ``.reply`` is set once it is done."""
-        return Stream(self, session_id, message, user_id, k, where, max_new_tokens, codec, quality, generate_kwargs)
+        return Stream(
+            lambda out: self._stream(
+                out, session_id, message, user_id, k, where, max_new_tokens, codec, quality, generate_kwargs
+            )
+        )
 
     def learn(self, *, min_quality: float = 0.7, k: int = 16, limit: int = 10_000, seed: int = 0) -> list[Policy]:
         """Turn good past turns into ``"routing"`` policies (see :func:`sigmavault.runtime.learn.learn`)."""
@@ -185,6 +190,54 @@ class Runtime:
     def history(self, session_id: str) -> list[tuple[str, str]]:
         """The stored ``(role, text)`` messages of a session, oldest first."""
         return [(str(u.metadata.get("role", "user")), u.text or "") for u in self.vault.conversation(session_id)]
+
+    def _stream(
+        self,
+        out: Stream,
+        session_id: str,
+        message: str,
+        user_id: str | None,
+        k: int,
+        where: Mapping[str, Any] | None,
+        max_new_tokens: int | None,
+        codec: str | None,
+        quality: QualityFn | None,
+        generate_kwargs: dict[str, Any],
+    ) -> Iterator[str]:
+        """The generator behind :meth:`stream`: generate in a thread, yield text, then finish the turn."""
+        from transformers import TextIteratorStreamer
+
+        with self._lock(session_id):
+            turn = self._begin(session_id, message, user_id, quality)
+            try:
+                self._prepare(turn, k, where, max_new_tokens, codec, generate_kwargs)
+            except BaseException as exc:
+                self._fail(turn, exc)
+                raise
+            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            result: dict[str, Any] = {}
+
+            def work() -> None:
+                try:
+                    result["output"] = self._generate(turn, streamer)
+                except BaseException as exc:
+                    result["error"] = exc
+                    streamer.end()  # type: ignore[no-untyped-call]  # NOTE: generate() never reached its end()
+
+            worker = threading.Thread(target=work, name="sigmavault-generate", daemon=True)
+            worker.start()
+            try:
+                yield from streamer
+            finally:
+                worker.join()
+                if "error" in result:
+                    self._fail(turn, result["error"])
+                    raise result["error"]
+                try:
+                    out.reply = self._finish(turn, result["output"])
+                except BaseException as exc:
+                    self._fail(turn, exc)
+                    raise
 
     # -- the steps --------------------------------------------------------------------------
 
@@ -219,7 +272,7 @@ class Runtime:
     ) -> None:
         """Steps 1 to 5: session, retrieval, routing, prompt, warm start."""
         sessions = self.vault.sessions
-        clock = _Clock(turn.latency)
+        clock = Clock(turn.latency)
         with clock("session_ms"):
             try:
                 session = sessions.get(turn.session_id)
@@ -294,14 +347,14 @@ class Runtime:
             end = time.perf_counter()
             turn.first_token = timer.at
             first = timer.at if timer.at is not None else end
-            turn.latency["prefill_ms"] = _ms(first - start)
-            turn.latency["decode_ms"] = _ms(end - first)
+            turn.latency["prefill_ms"] = ms(first - start)
+            turn.latency["decode_ms"] = ms(end - first)
         return [int(t) for t in output[0, len(turn.prompt_ids) :].tolist()]
 
     def _finish(self, turn: _Turn, output: list[int]) -> Reply:
         """Steps 7 to 10: save the KV, remember the messages, update the session, record the witness entry."""
         assert turn.session is not None
-        clock = _Clock(turn.latency)
+        clock = Clock(turn.latency)
         text = self.tokenizer.decode(output, skip_special_tokens=True)
         quality = _score(turn, text)
         sequence = [*turn.prompt_ids, *output]
@@ -340,7 +393,7 @@ class Runtime:
         try:
             return self.vault.kv.save(self.model, sequence, turn.cache, codec=turn.codec).ref
         finally:
-            turn.latency["kv_save_ms"] = _ms(time.perf_counter() - start)
+            turn.latency["kv_save_ms"] = ms(time.perf_counter() - start)
 
     def _background(self) -> ThreadPoolExecutor:
         with self._locks_guard:
@@ -418,8 +471,8 @@ class Runtime:
     ) -> None:
         """Step 10: one witness entry per turn (and a live span when OpenTelemetry is configured)."""
         lat = turn.latency
-        lat["total_ms"] = _ms(time.perf_counter() - turn.started)
-        lat["ttft_ms"] = _ms((turn.first_token or time.perf_counter()) - turn.started)
+        lat["total_ms"] = ms(time.perf_counter() - turn.started)
+        lat["ttft_ms"] = ms((turn.first_token or time.perf_counter()) - turn.started)
         extra: dict[str, Any] = {
             key: lat[key] for key in ("kv_load_ms", "prefill_ms", "decode_ms", "kv_save_ms", "ttft_ms") if key in lat
         }
@@ -473,93 +526,15 @@ class Stream:
     the turn finish and be recorded, as a served request would.
     """
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        session_id: str,
-        message: str,
-        user_id: str | None,
-        k: int,
-        where: Mapping[str, Any] | None,
-        max_new_tokens: int | None,
-        codec: str | None,
-        quality: QualityFn | None,
-        generate_kwargs: dict[str, Any],
-    ) -> None:
+    def __init__(self, start: Callable[[Stream], Iterator[str]]) -> None:
         self.reply: Reply | None = None
-        self._args = (session_id, message, user_id, k, where, max_new_tokens, codec, quality, generate_kwargs)
-        self._rt = runtime
-        self._started = False
+        self._start: Callable[[Stream], Iterator[str]] | None = start
 
     def __iter__(self) -> Iterator[str]:
-        if self._started:
+        if self._start is None:
             raise InvalidInput("a stream can be iterated once")
-        self._started = True
-        return self._run()
-
-    def _run(self) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
-
-        rt = self._rt
-        session_id, message, user_id, k, where, max_new_tokens, codec, quality, generate_kwargs = self._args
-        with rt._lock(session_id):
-            turn = rt._begin(session_id, message, user_id, quality)
-            try:
-                rt._prepare(turn, k, where, max_new_tokens, codec, generate_kwargs)
-            except BaseException as exc:
-                rt._fail(turn, exc)
-                raise
-            streamer = TextIteratorStreamer(rt.tokenizer, skip_prompt=True, skip_special_tokens=True)
-            result: dict[str, Any] = {}
-
-            def work() -> None:
-                try:
-                    result["output"] = rt._generate(turn, streamer)
-                except BaseException as exc:
-                    result["error"] = exc
-                    streamer.end()  # type: ignore[no-untyped-call]  # NOTE: unblocks the reader; generate() never reached its own end()
-
-            worker = threading.Thread(target=work, name="sigmavault-generate", daemon=True)
-            worker.start()
-            try:
-                yield from streamer
-            finally:
-                worker.join()
-                if "error" in result:
-                    rt._fail(turn, result["error"])
-                    raise result["error"]
-                try:
-                    self.reply = rt._finish(turn, result["output"])
-                except BaseException as exc:
-                    rt._fail(turn, exc)
-                    raise
-
-
-class _Clock:
-    """Times ``with clock("name"):`` blocks into a latency dict (milliseconds)."""
-
-    def __init__(self, into: dict[str, float]) -> None:
-        self._into = into
-
-    def __call__(self, name: str, *, add: bool = False) -> _Timed:
-        return _Timed(self._into, name, add)
-
-
-class _Timed:
-    def __init__(self, into: dict[str, float], name: str, add: bool) -> None:
-        self._into, self._name, self._add = into, name, add
-        self._start = 0.0
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        took = _ms(time.perf_counter() - self._start)
-        self._into[self._name] = round(self._into.get(self._name, 0.0) + took, 3) if self._add else took
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 3)
+        start, self._start = self._start, None
+        return start(self)
 
 
 def _scalar(value: Any) -> bool:
@@ -591,6 +566,5 @@ def _score(turn: _Turn, text: str) -> float | None:
 def _collection(vault: Vault, which: str | Collection, embedder: Any) -> Collection:
     if isinstance(which, str):
         return vault.collection(which) if embedder is None else vault.collection(which, embedder=embedder)
-    if getattr(which, "vault", None) is not vault:
-        raise InvalidInput("the collection belongs to another vault; pass its name instead")
-    return which
+    # NOTE: resolved again by name, in this vault, with the collection's own embedder (None stays None)
+    return vault.collection(which.name, embedder=which.embedder, create=False)
