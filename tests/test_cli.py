@@ -63,7 +63,7 @@ def test_ingest_folder_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[s
     (folder / "skip.bin").write_bytes(b"\x00\x01")
     vault = str(tmp_path / "v")
     code, data = run_json(capsys, "ingest", vault, str(folder))
-    assert code == 0 and data == {"added": 2, "collection": "docs"}
+    assert code == 0 and data == {"added": 2, "replaced": 0, "unchanged": 0, "collection": "docs"}
 
     lines = tmp_path / "notes.jsonl"
     lines.write_text(
@@ -71,12 +71,47 @@ def test_ingest_folder_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[s
         + json.dumps({"id": "n2", "text": "Follow-up about Paris museums.", "parent_id": "n1"}) + "\n"
     )
     code, data = run_json(capsys, "ingest", vault, str(lines), "-c", "notes")
-    assert data == {"added": 2, "collection": "notes"}
+    assert data == {"added": 2, "replaced": 0, "unchanged": 0, "collection": "notes"}
     with sv.open(vault) as v:
         assert v.collection("notes").get("n1").metadata == {"topic": "geo"}
         assert v.chain("n2") == ["n2", "n1"]
         sources = sorted(u.metadata["source"] for u in v.collection("docs"))
         assert sources == ["a.txt", "b.md"]
+
+
+def test_ingest_reruns_add_only_what_is_new(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The Moon orbits the Earth about once every 27 days.")
+    (folder / "b.md").write_text("Sourdough starter is a culture of wild yeast and bacteria.")
+    vault = str(tmp_path / "v")
+    run_json(capsys, "ingest", vault, str(folder))
+    code, data = run_json(capsys, "ingest", vault, str(folder))
+    assert code == 0 and data == {"added": 0, "replaced": 0, "unchanged": 2, "collection": "docs"}
+    (folder / "a.txt").write_text("The Moon orbits the Earth in about 27.3 days.")
+    (folder / "c.txt").write_text("Granite is an igneous rock.")
+    code, data = run_json(capsys, "ingest", vault, str(folder))
+    assert data == {"added": 1, "replaced": 1, "unchanged": 1, "collection": "docs"}
+    code, data = run_json(capsys, "ingest", vault, str(folder / "c.txt"))  # one text file, not JSONL
+    assert code == 0 and data == {"added": 0, "replaced": 0, "unchanged": 1, "collection": "docs"}
+    with sv.open(vault) as v:
+        texts = sorted(u.text or "" for u in v.collection("docs"))
+        assert len(texts) == 3 and "The Moon orbits the Earth in about 27.3 days." in texts
+
+    # a JSONL file where only some lines carry an id keeps those ids; a re-run adds nothing
+    lines = tmp_path / "mixed.jsonl"
+    lines.write_text("\n".join(json.dumps(d) for d in [
+        {"id": "m1", "text": "Copper conducts electricity well."},
+        {"text": "Glass is an amorphous solid."},
+        {"text": "Helium is lighter than air."},
+    ]) + "\n")
+    code, data = run_json(capsys, "ingest", vault, str(lines), "-c", "mixed")
+    assert data == {"added": 3, "replaced": 0, "unchanged": 0, "collection": "mixed"}
+    code, data = run_json(capsys, "ingest", vault, str(lines), "-c", "mixed")
+    assert data == {"added": 0, "replaced": 0, "unchanged": 3, "collection": "mixed"}
+    with sv.open(vault) as v:
+        assert v.collection("mixed").get("m1").text == "Copper conducts electricity well."
+        assert len(v.collection("mixed")) == 3
 
 
 def test_bad_input_exits_2_with_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

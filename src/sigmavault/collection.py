@@ -3,7 +3,7 @@ search and write through (split from vault.py along the Vault/Collection seam)."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -20,7 +20,7 @@ from sigmavault.errors import (
 )
 from sigmavault.index import signatures
 from sigmavault.types import Hit, State, Unit, Vector
-from sigmavault.units import CollectionInfo, NewUnits, new_ids
+from sigmavault.units import CollectionInfo, NewUnits, ingest, new_ids
 from sigmavault.units.indexes import IndexConfig
 from sigmavault.units.search import fuse
 
@@ -76,6 +76,53 @@ class Collection:
         Everything is validated before anything is written. An add larger than ``batch_size``
         commits batch by batch (bounded memory); each batch is atomic and durable on return.
         """
+        return self._write(
+            texts, vectors=vectors, ids=ids, metadata=metadata, kind=kind, conversation_id=conversation_id,
+            parent_id=parent_id, kv_ref=kv_ref, batch_size=batch_size, progress=progress, replace=False,
+        )
+
+    def upsert(
+        self,
+        texts: str | Sequence[str] | None = None,
+        *,
+        vectors: Any = None,
+        ids: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        kind: str | Sequence[str] = "unit",
+        conversation_id: str | Sequence[str | None] | None = None,
+        parent_id: str | Sequence[str | None] | None = None,
+        kv_ref: str | Sequence[str | None] | None = None,
+        batch_size: int = 50_000,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Like :meth:`add`, but an id already in this collection is replaced (text, vector, metadata
+        and the other fields) in the same transaction that adds the new ones.
+
+        A replaced unit starts afresh (state ``active``, new ``created_at``, no access count); its
+        edges and children stay, since they name the id. Ids are unique across the vault: an id held
+        by another collection raises :class:`InvalidInput` and nothing is written. Each batch of
+        ``batch_size`` units is one transaction.
+        """
+        return self._write(
+            texts, vectors=vectors, ids=ids, metadata=metadata, kind=kind, conversation_id=conversation_id,
+            parent_id=parent_id, kv_ref=kv_ref, batch_size=batch_size, progress=progress, replace=True,
+        )
+
+    def _write(
+        self,
+        texts: str | Sequence[str] | None,
+        *,
+        vectors: Any,
+        ids: Sequence[str] | None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+        kind: str | Sequence[str],
+        conversation_id: str | Sequence[str | None] | None,
+        parent_id: str | Sequence[str | None] | None,
+        kv_ref: str | Sequence[str | None] | None,
+        batch_size: int,
+        progress: Progress | None,
+        replace: bool,
+    ) -> list[str]:
         if isinstance(texts, str):
             texts = [texts]
         if texts is None and vectors is None:
@@ -92,8 +139,10 @@ class Collection:
             if len(text_list) != n:
                 raise InvalidInput(f"got {len(text_list)} texts but {n} vectors")
             for i, t in enumerate(text_list):
+                if vectors is not None and (t is None or isinstance(t, str)):
+                    continue  # NOTE: with a vector given, text is optional payload (may be empty or None)
                 if not isinstance(t, str) or not t.strip():
-                    raise EmptyText(f"text {i} is empty or not a string; every unit needs non-empty text")
+                    raise EmptyText(f"text {i} is empty or not a string; texts to embed must be non-empty")
         mat = None
         if vectors is not None:
             mat = self._checked_rows(vectors, rows=n)
@@ -120,11 +169,66 @@ class Collection:
                 metadata=[m if type(m) is dict else dict(m) for m in meta[start:end]], kinds=kinds[start:end],
                 conversation_ids=convs[start:end], parent_ids=parents[start:end], kv_refs=refs[start:end],
             )
-            self._ctx.units.add(self._id, batch)
+            if replace:
+                self._replace(batch)
+            else:
+                self._ctx.units.add(self._id, batch)
             done = end
             if progress is not None:
                 progress(done, n)
         return id_list
+
+    def ingest(
+        self, docs: Iterable[Mapping[str, Any]], *, batch_size: int = 256, progress: Progress | None = None
+    ) -> dict[str, int]:
+        """Store documents idempotently: a re-run adds only what is new, and an interrupted run resumes.
+
+        Each doc is a mapping with ``text`` and optionally ``id``, ``key``, ``metadata``, ``kind``,
+        ``conversation_id``, ``parent_id``. Its id is ``id`` when given; otherwise it is derived
+        from this collection's name and ``key`` (e.g. a file's path: a changed file replaces its
+        unit) or, without a key, from the doc's whole content (a changed line is a new unit).
+        A doc whose id is stored with the same text, metadata and fields is skipped without
+        embedding; one whose content changed is replaced (:meth:`upsert`). Docs with the same id
+        in one call: the last wins. Returns ``{"added", "replaced", "unchanged"}`` counts.
+        """
+        prepared: dict[str, dict[str, Any]] = {}
+        for i, doc in enumerate(docs):
+            prepared.update([ingest.prepare(self.name, i, doc)])
+        ids = list(prepared)
+        counts = {"added": 0, "replaced": 0, "unchanged": 0}
+        total = len(ids)
+        for start in range(0, total, max(1, batch_size)):
+            chunk = ids[start : start + max(1, batch_size)]
+            stored = {u.id: u for u in self._ctx.units.get_many(chunk, cid=self._id, vector=False)}
+            todo = [u for u in chunk if u not in stored or not ingest.same(stored[u], prepared[u])]
+            counts["unchanged"] += len(chunk) - len(todo)
+            counts["replaced"] += sum(1 for u in todo if u in stored)
+            counts["added"] += sum(1 for u in todo if u not in stored)
+            if todo:
+                rows = [prepared[u] for u in todo]
+                self.upsert(
+                    [r["text"] for r in rows], ids=todo, metadata=[r["metadata"] for r in rows],
+                    kind=[r["kind"] for r in rows], conversation_id=[r["conversation_id"] for r in rows],
+                    parent_id=[r["parent_id"] for r in rows],
+                )
+            if progress is not None:
+                progress(min(total, start + len(chunk)), total)
+        return counts
+
+    def _replace(self, batch: NewUnits) -> None:
+        """Remove the units of ``batch`` that exist here, then add the batch: one transaction."""
+        if len(set(batch.ids)) != len(batch.ids):
+            raise InvalidInput("ids must be unique within one upsert() call")
+        with self._ctx.catalog.guard(self._id), self._ctx.db.write():
+            owners = self._ctx.units.owners(batch.ids)
+            elsewhere = sorted(u for u, c in owners.items() if c != self._id)
+            if elsewhere:
+                raise InvalidInput(
+                    f"id {elsewhere[0]!r} belongs to another collection; ids are unique across the vault"
+                )
+            if owners:
+                self._ctx.units.delete(list(owners), reparent=False)
+            self._ctx.units.add(self._id, batch)
 
     def _checked_rows(self, values: Any, *, rows: int) -> Any:
         """Validate every row of an (n, dim) array block by block, without a full-size copy.
@@ -216,15 +320,41 @@ class Collection:
         )
         return self.get(unit_id, touch=False)
 
-    def delete(self, unit_ids: str | Sequence[str]) -> int:
-        """Remove units and their edges; returns how many were removed."""
-        id_list = [unit_ids] if isinstance(unit_ids, str) else list(dict.fromkeys(unit_ids))
+    def delete(
+        self,
+        unit_ids: str | Sequence[str] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        missing: Literal["raise", "ignore"] = "raise",
+    ) -> int:
+        """Remove units (by id, or every unit matching ``where``) and their edges; returns how many.
+
+        ``missing="raise"`` (the default) refuses the whole call when an id is not in this
+        collection; ``missing="ignore"`` removes those that are. One transaction either way.
+        """
+        if missing not in ("raise", "ignore"):
+            raise InvalidInput(f"missing must be 'raise' or 'ignore', got {missing!r}")
+        if (unit_ids is None) == (where is None):
+            raise InvalidInput("delete() takes ids or where=..., one of the two")
+        if where is not None:
+            sql, params = units.compile_where(where, column="u.metadata")
+        elif isinstance(unit_ids, str):
+            unit_ids = [unit_ids]
         # NOTE: guard: the row-state cache is edited before the outer commit; a failure must drop it.
         with self._ctx.catalog.guard(self._id), self._ctx.db.write():
-            for uid in id_list:
-                self._own(uid)
-            self._ctx.units.delete(id_list)
-            self._ctx.graph.drop_nodes(id_list)
+            if where is not None:
+                id_list = self._ctx.units.ids_matching(self._id, sql, params)
+            else:
+                assert unit_ids is not None
+                id_list = list(dict.fromkeys(_ids(unit_ids, None)))
+                owners = self._ctx.units.owners(id_list)
+                absent = [u for u in id_list if owners.get(u) != self._id]
+                if absent and missing == "raise":
+                    raise NotFound(f"unit {absent[0]!r} is not in collection {self.name!r}")
+                id_list = [u for u in id_list if owners.get(u) == self._id]
+            if id_list:
+                self._ctx.units.delete(id_list)
+                self._ctx.graph.drop_nodes(id_list)
         return len(id_list)
 
     def _own(self, unit_id: str) -> None:
@@ -236,6 +366,13 @@ class Collection:
     def get(self, unit_id: str, *, touch: bool = True) -> Unit:
         """The unit with its stored vector; counts as an access unless ``touch=False``."""
         return self._ctx.units.get(unit_id, touch=touch, cid=self._id)
+
+    def get_many(self, unit_ids: Sequence[str], *, vectors: bool = True) -> list[Unit]:
+        """The units of this collection among ``unit_ids``, in the order asked; ids not here are skipped.
+
+        Duplicates are returned once. No access is counted (a batch read is bookkeeping, not use).
+        """
+        return self._ctx.units.get_many(_ids(unit_ids, None), cid=self._id, vector=vectors)
 
     def __iter__(self) -> Iterator[Unit]:
         return self._ctx.units.iter_units(cid=self._id)
@@ -361,9 +498,11 @@ class Collection:
         return [Hit(id=info[r][0], score=s, text=info[r][1], metadata=info[r][2]) for r, s in found if r in info]
 
 
-def _ids(ids: Sequence[str], n: int) -> list[str]:
+def _ids(ids: Sequence[str], n: int | None) -> list[str]:
+    if isinstance(ids, str):
+        raise InvalidInput("ids must be a list of strings, not one string")
     out = list(ids)
-    if len(out) != n:
+    if n is not None and len(out) != n:
         raise InvalidInput(f"got {len(out)} ids for {n} units")
     for i in out:
         if not isinstance(i, str) or not i or len(i) > 256:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sigmavault.collection import DEFAULT, Collection, IndexChoice, Progress, index_config
 from sigmavault.context import VAULT_MIGRATIONS, Part, VaultConfig, VaultContext
@@ -189,6 +189,27 @@ class Vault:
         for name in names:
             out.append(self.collection(name, embedder=None, create=False).compact(progress=progress))
         return out
+
+    def drop_collection(self, name: str, *, missing: Literal["raise", "ignore"] = "raise") -> int:
+        """Remove a collection: its units, their edges, its ANN index and vector file; returns how many units.
+
+        One transaction removes the records; the files go after the commit. The collection's
+        internal id is never reused, so a file a crash left behind is never read again.
+        ``missing="ignore"`` returns 0 for a collection that does not exist.
+        """
+        if missing not in ("raise", "ignore"):
+            raise InvalidInput(f"missing must be 'raise' or 'ignore', got {missing!r}")
+        info = self._catalog.find(name)
+        if info is None:
+            if missing == "ignore":
+                return 0
+            raise NotFound(f"no collection {name!r}; have: {', '.join(self._catalog.names()) or 'none'}")
+        with self._catalog.guard(info.id), self._db.write():
+            removed = self.collection(name, embedder=None, create=False).delete(where={})
+            self._ctx.indexes.drop(info.id)
+            self._catalog.drop(info.id)
+        self._catalog.remove_files(info.id)
+        return removed
 
     def collections(self) -> list[str]:
         return self._catalog.names()

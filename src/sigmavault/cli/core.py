@@ -24,7 +24,7 @@ __all__ = ["read_documents", "register"]
 
 _TEXT_SUFFIXES = {".txt", ".md", ".rst", ".text"}
 # JSONL fields that are unit columns; any other field of a line becomes metadata.
-_UNIT_FIELDS = {"text", "id", "metadata", "conversation_id", "parent_id", "kind", "kv_ref"}
+_UNIT_FIELDS = {"text", "id", "key", "metadata", "conversation_id", "parent_id", "kind", "kv_ref"}
 
 
 def register(sub: Subcommands) -> None:
@@ -104,12 +104,17 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def read_documents(source: Path) -> Iterator[dict[str, Any]]:
     """Documents from a folder of text files or a JSONL file (fields: text, id, metadata, ...)."""
-    if source.is_dir():
-        for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in _TEXT_SUFFIXES and p.is_file()):
+    if source.is_dir() or source.suffix.lower() in _TEXT_SUFFIXES:
+        root = source if source.is_dir() else source.parent
+        found = source.rglob("*") if source.is_dir() else [source] if source.is_file() else []
+        for path in sorted(p for p in found if p.suffix.lower() in _TEXT_SUFFIXES and p.is_file()):
             text = path.read_text(encoding="utf-8", errors="replace").strip()
+            name = path.relative_to(root).as_posix()
             if text:
-                yield {"text": text, "metadata": {"source": str(path.relative_to(source))}}
-        return
+                # NOTE: the key (the file's path) names the unit: a re-run skips it, a changed file replaces it
+                yield {"text": text, "key": name, "metadata": {"source": name}}
+        if source.exists():
+            return
     if not source.is_file():
         raise NotFound(f"{source}: no such file or directory")
     with source.open(encoding="utf-8") as fh:
@@ -133,19 +138,13 @@ def _metadata(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    docs = list(read_documents(Path(args.source)))
+    docs = [{**d, "metadata": _metadata(d)} for d in read_documents(Path(args.source))]
     with _open(args, create=True) as vault, progress_bar("ingesting", len(docs), enabled=not args.json) as update:
-        ids = vault.collection(args.collection).add(
-            [d["text"] for d in docs],
-            ids=[str(d["id"]) for d in docs] if docs and all("id" in d for d in docs) else None,
-            metadata=[_metadata(d) for d in docs],
-            conversation_id=[d.get("conversation_id") for d in docs],
-            parent_id=[d.get("parent_id") for d in docs],
-            batch_size=max(1, args.batch),
-            progress=update,
-        )
-    emit(args, {"added": len(ids), "collection": args.collection},
-         lambda d: console().print(f"added {d['added']} units to {d['collection']!r}"))
+        counts = vault.collection(args.collection).ingest(docs, batch_size=max(1, args.batch), progress=update)
+    emit(args, {**counts, "collection": args.collection},
+         lambda d: console().print(
+             f"added {d['added']}, replaced {d['replaced']}, unchanged {d['unchanged']} in {d['collection']!r}"
+         ))
     return 0
 
 

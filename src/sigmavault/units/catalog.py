@@ -24,6 +24,7 @@ import numpy.typing as npt
 from sigmavault.errors import Corrupted, DimensionMismatch, InvalidInput, NotFound
 from sigmavault.index import METRICS, hyperplanes
 from sigmavault.store import Database, VectorFile
+from sigmavault.store.files import remove_file
 from sigmavault.store.vectors import HEADER_SIZE
 from sigmavault.types import State, Vector
 
@@ -130,14 +131,38 @@ class Catalog:
             found = self.find(name)
             if found is not None:
                 return found
+            cid = int(conn.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM collections), 0), "
+                "COALESCE((SELECT MAX(id) FROM collections_retired), 0)) + 1"
+            ).fetchone()[0])
             conn.execute(
-                "INSERT INTO collections (name, dim, metric, embedder, hash_seed, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (name, dim, metric, embedder, SIMHASH_SEED, time.time()),
+                "INSERT INTO collections (id, name, dim, metric, embedder, hash_seed, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cid, name, dim, metric, embedder, SIMHASH_SEED, time.time()),
             )
         info = self.find(name)
         assert info is not None
         return info
+
+    def drop(self, cid: int) -> None:
+        """Retire a collection's catalogue row; call inside the write transaction that removed its units.
+
+        Its id is never reused. The vector file goes with :meth:`remove_files` after the commit.
+        """
+        info = self.by_id(cid)
+        self.db.execute(
+            "INSERT INTO collections_retired (id, name, dropped_at) VALUES (?, ?, ?)", (cid, info.name, time.time())
+        )
+        self.db.execute("DELETE FROM collections WHERE id = ?", (cid,))
+
+    def remove_files(self, cid: int) -> None:
+        """Close and delete a dropped collection's vector file (a crash before this leaves an orphan file
+        that no collection will ever read: ids are not reused)."""
+        with self._lock:
+            st = self._states.pop(cid, None)
+        if st is not None and st.vectors is not None:
+            st.vectors.close()
+        remove_file(self.vector_dir / f"{cid}.f32")
 
     def set_dim(self, info: CollectionInfo, dim: int) -> None:
         """Fix a collection's dimension at its first vectors; call inside a write transaction."""

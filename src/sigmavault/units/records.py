@@ -35,7 +35,7 @@ from sigmavault.types import CheckReport, State, Unit, Vector
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
 
-__all__ = ["NewUnits", "UnitStore", "new_ids"]
+__all__ = ["NewUnits", "UnitStore", "dumps", "new_ids"]
 
 _UNIT_COLS = (
     "u.uid, c.name, u.text, u.metadata, u.kind, u.state, u.created_at, u.accessed_at, u.access_count, "
@@ -89,6 +89,7 @@ _META_REF = re.compile(r"\b(json_type|json_extract)\((u\.)?metadata,")
 
 
 def dumps(meta: Mapping[str, Any]) -> str:
+    """Metadata as the compact JSON stored in the vault (InvalidInput if it cannot be stored)."""
     try:
         if _C_ENCODE is not None and type(meta) is dict:
             return "".join(_C_ENCODE(meta, 0))
@@ -308,11 +309,12 @@ class UnitStore:
         rows = self.db.all("SELECT uid, vec_row FROM units WHERE collection_id = ? AND vec_row IS NOT NULL", (cid,))
         return {r[0]: int(r[1]) for r in rows}
 
-    def delete(self, uids: Sequence[str]) -> list[tuple[int, int | None]]:
+    def delete(self, uids: Sequence[str], *, reparent: bool = True) -> list[tuple[int, int | None]]:
         """Remove units (their children are re-attached to the deleted unit's parent).
 
         Returns ``(collection_id, vec_row)`` of each removed unit. Call inside a write transaction
-        that also drops the units' edges.
+        that also drops the units' edges. ``reparent=False`` leaves children pointing at the id:
+        an upsert removes a unit only to store it again under the same id.
         """
         removed: list[tuple[int, int | None]] = []
         with self.db.write() as conn:
@@ -325,7 +327,8 @@ class UnitStore:
                 rid, cid, vec_row, text, parent = row
                 if isinstance(text, str):  # sealed text was never indexed
                     conn.execute("INSERT INTO units_fts (units_fts, rowid, text) VALUES ('delete', ?, ?)", (rid, text))
-                conn.execute("UPDATE units SET parent_id = ? WHERE parent_id = ?", (parent, uid))
+                if reparent:
+                    conn.execute("UPDATE units SET parent_id = ? WHERE parent_id = ?", (parent, uid))
                 conn.execute("DELETE FROM units WHERE rid = ?", (rid,))
                 removed.append((cid, vec_row))
         for cid, vec_row in removed:
@@ -349,6 +352,39 @@ class UnitStore:
         if touch:
             self.touch([uid])
         return self._unit(row, vector=vector)
+
+    def get_many(self, uids: Sequence[str], *, cid: int, vector: bool = True) -> list[Unit]:
+        """The units of ``cid`` among ``uids``, in the order asked; missing ids are skipped (no access counted)."""
+        rows: dict[str, Sequence[Any]] = {}
+        unique = list(dict.fromkeys(uids))
+        with self.db.read() as conn:
+            for i in range(0, len(unique), 900):
+                chunk = unique[i : i + 900]
+                marks = ",".join("?" * len(chunk))
+                found = conn.execute(
+                    f"SELECT {_UNIT_COLS} {_FROM} WHERE u.uid IN ({marks}) AND u.collection_id = ?", (*chunk, cid)
+                )
+                rows.update((r[0], r) for r in found)
+        return [self._unit(rows[u], vector=vector) for u in unique if u in rows]
+
+    def owners(self, uids: Sequence[str]) -> dict[str, int]:
+        """``id -> collection id`` of the ids among ``uids`` that exist anywhere in the vault."""
+        out: dict[str, int] = {}
+        with self.db.read() as conn:
+            for i in range(0, len(uids), 900):
+                chunk = list(uids[i : i + 900])
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT uid, collection_id FROM units WHERE uid IN ({marks})"
+                out.update((r[0], int(r[1])) for r in conn.execute(sql, chunk))
+        return out
+
+    def ids_matching(self, cid: int, where_sql: str, params: Sequence[Any]) -> list[str]:
+        """Ids of the units of ``cid`` that satisfy a compiled ``where`` (all of them with ``"1"``)."""
+        where_sql = self._where(where_sql)
+        found = self.db.all(
+            f"SELECT uid FROM units u WHERE u.collection_id = ? AND {where_sql} ORDER BY u.rid", (cid, *params)
+        )
+        return [r[0] for r in found]
 
     def cid_of(self, uid: str) -> int:
         row = self.db.one("SELECT collection_id FROM units WHERE uid = ?", (uid,))
