@@ -226,8 +226,10 @@ def test_sessions_and_policies(client: httpx.Client) -> None:
 
 
 def test_witness_record_query_stats_and_kv(client: httpx.Client) -> None:
-    entries = [{"request_id": f"r{i}", "model": "m-a" if i % 2 else "m-b", "total_ms": float(10 + i),
-                "session_id": "s-w"} for i in range(7)]  # fmt: skip
+    entries = [
+        {"request_id": f"r{i}", "model": "m-a" if i % 2 else "m-b", "total_ms": float(10 + i), "session_id": "s-w"}
+        for i in range(7)
+    ]
     assert client.post("/v1/witness", json=entries).json() == {"request_ids": [f"r{i}" for i in range(7)]}
     assert client.post("/v1/witness", json={"request_id": "r-err", "error_type": "Timeout"}).status_code == 201
     page = client.get("/v1/witness", params={"session_id": "s-w", "limit": 3, "order": "oldest"}).json()

@@ -77,16 +77,26 @@ def _seed(c: httpx.Client, key: str) -> dict[str, str]:
     h = auth(key)
     ids = c.post(
         "/v1/collections/docs/units",
-        json={"texts": [f"{SECRET} alpha", f"{SECRET} beta"], "metadata": {"tag": SECRET}, "ids": ["u-a", "u-b"],
-              "conversation_id": "conv-1", "parent_id": [None, "u-a"]},
+        json={
+            "texts": [f"{SECRET} alpha", f"{SECRET} beta"],
+            "metadata": {"tag": SECRET},
+            "ids": ["u-a", "u-b"],
+            "conversation_id": "conv-1",
+            "parent_id": [None, "u-a"],
+        },
         headers=h,
-    ).json()["ids"]  # fmt: skip
+    ).json()["ids"]
     assert ids == ["u-a", "u-b"]
     assert c.post("/v1/links", json={"source": "u-a", "target": "u-b"}, headers=h).status_code == 201
-    assert c.post("/v1/sessions", json={"session_id": "s-1", "metadata": {"tag": SECRET}, "context": [1.0, 0.0]},
-                  headers=h).status_code == 201  # fmt: skip
-    pid = c.post("/v1/policies", json={"kind": "router", "params": {"tag": SECRET}, "embedding": [1.0, 0.0]},
-                 headers=h).json()["id"]  # fmt: skip
+    assert (
+        c.post(
+            "/v1/sessions", json={"session_id": "s-1", "metadata": {"tag": SECRET}, "context": [1.0, 0.0]}, headers=h
+        ).status_code
+        == 201
+    )
+    pid = c.post(
+        "/v1/policies", json={"kind": "router", "params": {"tag": SECRET}, "embedding": [1.0, 0.0]}, headers=h
+    ).json()["id"]
     assert (
         c.post("/v1/witness", json={"request_id": "w-1", "model": SECRET, "total_ms": 5.0}, headers=h).status_code
         == 201

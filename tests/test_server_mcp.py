@@ -22,8 +22,16 @@ import sigmavault as sv
 from sigmavault.cli import main
 from sigmavault.server.mcp import TOOLS, build_mcp, single_vault
 
-READ_ONLY = {"memory_search", "memory_get", "memory_neighbors", "memory_conversation", "session_get", "kv_stats",
-             "witness_query", "witness_stats"}  # fmt: skip
+READ_ONLY = {
+    "memory_search",
+    "memory_get",
+    "memory_neighbors",
+    "memory_conversation",
+    "session_get",
+    "kv_stats",
+    "witness_query",
+    "witness_stats",
+}
 
 
 def payload(result: Any) -> Any:
@@ -42,8 +50,12 @@ async def exercise(client: Client, *, texts: bool) -> None:
 
     rng = np.random.default_rng(3)
     vecs = rng.standard_normal((3, 8)).astype(np.float32)
-    args: dict[str, Any] = {"collection_name": "mem", "ids": ["a", "b", "c"], "conversation_id": "conv",
-                            "metadata": [{"n": 0}, {"n": 1}, {"n": 2}]}  # fmt: skip
+    args: dict[str, Any] = {
+        "collection_name": "mem",
+        "ids": ["a", "b", "c"],
+        "conversation_id": "conv",
+        "metadata": [{"n": 0}, {"n": 1}, {"n": 2}],
+    }
     if texts:
         args["texts"] = ["red apples", "green pears", "yellow bananas"]
     else:
