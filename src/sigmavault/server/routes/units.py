@@ -112,7 +112,8 @@ def add_units(name: str, body: AddUnits, request: Request, vault: Writer) -> dic
 def _matrix(rows: list[list[float]]) -> np.ndarray:
     if len({len(r) for r in rows}) > 1:
         raise InvalidInput("vectors must all have the same length")
-    return np.asarray(rows, dtype=np.float32)
+    with np.errstate(over="ignore"):  # NOTE: a value beyond float32 becomes inf, which add/search reject clearly
+        return np.asarray(rows, dtype=np.float32)
 
 
 @router.get("/collections/{name}/units", response_model=list[UnitOut], response_model_exclude_unset=True)
