@@ -1,8 +1,8 @@
 """Server benchmark: vector search over HTTP, sigmavault's server against Chroma's own (``chroma run``).
 
-Both servers run as their own processes on loopback and get the same seeded unit vectors (``--n`` ×
-``--dim``, default 100k × 384) and the same queries (stored vectors plus noise). The client is one
-asyncio process (httpx) keeping 1, 8 and 32 requests in flight; each level runs the same number
+Both servers run as their own processes on loopback and get the same seeded clustered unit vectors
+of ``benchmarks/ann.py`` (``--n`` × ``--dim``, default 100k × 384) and the same held-out queries.
+The client is one asyncio process (httpx) keeping 1, 8 and 32 requests in flight; each level runs the same number
 of requests against each server, interleaved. Reported per level: requests/s and p50/p99 latency,
 and recall@10 against brute force (numpy). Also: add throughput over HTTP (sigmavault with base64
 float32 batches and with JSON lists; Chroma with JSON lists, its only form), and sigmavault's
@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from ann import clustered
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -54,16 +55,10 @@ def free_port() -> int:
 
 
 def data(n: int, dim: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded unit vectors, queries near stored ones, and the exact top-K of each query."""
-    rng = np.random.default_rng(42)
-    vecs = rng.standard_normal((n, dim), dtype=np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    qs = vecs[rng.choice(n, queries, replace=False)] + 0.5 * rng.standard_normal(
-        (queries, dim), dtype=np.float32
-    ) / np.sqrt(dim)
-    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    """The ANN benchmark's seeded clustered unit vectors, held-out queries, and each query's exact top-K."""
+    vecs, qs = clustered(n, dim, seed=42, queries=queries)
     truth = np.argsort(-(qs @ vecs.T), axis=1)[:, :K]
-    return vecs, qs.astype(np.float32), truth
+    return vecs, qs, truth
 
 
 def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:

@@ -58,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise InvalidInput("--workers must be at least 1")
+    _one_search_thread()
     # NOTE: build the app once here even with workers, so bad flags, keys or paths fail before forking.
     app = create_app(args.path, keys=args.keys, tenants=args.tenants, host=args.host)
     print(
@@ -85,6 +86,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="warning",
     )
     return 0
+
+
+def _one_search_thread() -> None:
+    """One OpenMP (FAISS) thread per search: a server runs many searches at once, one per request thread.
+
+    NOTE: OpenMP threads splitting one small query wait on each other, and on a busy machine that
+    wait dominates (~4 ms per request on the 2-core benchmark box). ``set_threads`` would only set
+    the calling thread's count, so the default goes through the environment, read when FAISS loads
+    (not yet at this point) and inherited by ``--workers`` processes. An explicit setting wins.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/witness", tags=["witness"], responses=ERROR_RESPO
 Reader = Annotated[sv.Vault, Depends(reader)]
 Writer = Annotated[sv.Vault, Depends(writer)]
 POLL_SECONDS = 0.2
-_TAIL_WINDOW = 1000
+_TAIL_WINDOW = 10_000
 
 
 @router.post("", status_code=201)
@@ -95,12 +95,22 @@ def status(vault: Reader) -> JSON:
 
 
 def _newer(vault: sv.Vault, after: int) -> list[Any]:
-    recent = vault.witness.query(limit=_TAIL_WINDOW, embeddings=False)
-    return sorted((e for e in recent if e.seq is not None and e.seq > after), key=lambda e: e.seq or 0)
+    """Entries with ``seq > after`` among the newest (by timestamp), oldest first.
+
+    NOTE: reads 100 newest entries per poll, more only while all of them are new, so an idle tail
+    costs one small query; an entry recorded now with a timestamp far in the past is not tailed.
+    """
+    limit = 100
+    while True:
+        recent = vault.witness.query(limit=limit, embeddings=False)
+        fresh = [e for e in recent if e.seq is not None and e.seq > after]
+        if len(fresh) < len(recent) or len(recent) < limit or limit >= _TAIL_WINDOW:
+            return sorted(fresh, key=lambda e: e.seq or 0)
+        limit *= 10
 
 
 def _last_seq(vault: sv.Vault) -> int:
-    return max((e.seq or 0 for e in vault.witness.query(limit=_TAIL_WINDOW, embeddings=False)), default=0)
+    return max((e.seq or 0 for e in vault.witness.query(limit=100, embeddings=False)), default=0)
 
 
 @router.get("/stream", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
