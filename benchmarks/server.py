@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 K = 10
+ROUNDS = 4
 CHROMA_API = "/api/v2/tenants/default_tenant/databases/default_database"
 
 
@@ -76,8 +77,8 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 async def load(
     send: Callable[[httpx.AsyncClient, int], Awaitable[list[int]]], url: str, clients: int, requests: int, nq: int
-) -> tuple[dict[str, float], dict[int, list[int]]]:
-    """``requests`` calls with ``clients`` in flight; returns throughput/latency and the ids per query."""
+) -> tuple[list[float], float, dict[int, list[int]]]:
+    """``requests`` calls with ``clients`` in flight; returns the latencies, the elapsed time and the ids per query."""
     latencies: list[float] = []
     found: dict[int, list[int]] = {}
     counter = iter(range(requests))
@@ -93,13 +94,16 @@ async def load(
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - start
+    return latencies, elapsed, found
+
+
+def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
     ms = np.array(latencies) * 1000
-    stats = {
-        "rps": round(requests / elapsed, 1),
+    return {
+        "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
     }
-    return stats, found
 
 
 def recall(found: dict[int, list[int]], truth: np.ndarray) -> float:
@@ -245,8 +249,8 @@ def main() -> None:
         out["add_units_per_s"] = {"sigmavault_b64": round(args.n / t), "sigmavault_json": round(small / t_json)}
         sv_server.qs = qs
         start = time.perf_counter()
-        asyncio.run(load(sv_server.search, sv_server.url, 1, 1, args.queries))
-        out["sigmavault_first_search_s"] = round(time.perf_counter() - start, 2)  # builds the ANN index
+        asyncio.run(load(sv_server.search, sv_server.url, 1, 1, args.queries))  # NOTE: builds the ANN index
+        out["sigmavault_first_search_s"] = round(time.perf_counter() - start, 2)
         if args.chroma and not args.no_chroma:
             ch = Chroma(args.chroma, tmp / "chroma", free_port())
             servers.append(ch)
@@ -255,11 +259,19 @@ def main() -> None:
             ch.qs = qs
             asyncio.run(load(ch.search, ch.url, 1, 1, args.queries))
         for clients in levels:
-            for server in servers:
-                log(f"{server.name}: {args.requests} searches, {clients} in flight")
-                stats, found = asyncio.run(load(server.search, server.url, clients, args.requests, args.queries))
+            runs: dict[str, tuple[list[float], float, dict[int, list[int]]]] = {s.name: ([], 0.0, {}) for s in servers}
+            log(f"{args.requests} searches per server, {clients} in flight, in {ROUNDS} alternating rounds")
+            for _ in range(ROUNDS):  # NOTE: alternating rounds, so drifting machine load hits both servers alike
+                for server in servers:
+                    lat, took, found = asyncio.run(
+                        load(server.search, server.url, clients, args.requests // ROUNDS, args.queries)
+                    )
+                    before = runs[server.name]
+                    runs[server.name] = (before[0] + lat, before[1] + took, {**found, **before[2]})
+            for name, (lat, took, found) in runs.items():
+                stats: dict[str, Any] = summary(lat, took)
                 stats["recall@10"] = recall(found, truth)
-                out.setdefault("search", {}).setdefault(str(clients), {})[server.name] = stats
+                out.setdefault("search", {}).setdefault(str(clients), {})[name] = stats
             if len(servers) == 2:
                 level = out["search"][str(clients)]
                 level["rps_ratio"] = round(level["sigmavault"]["rps"] / level["chroma"]["rps"], 2)
