@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from sigmavault.cli.output import Subcommands
 from sigmavault.errors import InvalidInput
 
 __all__ = ["register"]
@@ -26,7 +27,7 @@ def _missing_server_extra() -> bool:
     return False
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("serve", help="serve a vault over HTTP (/v1), MCP (/mcp), /metrics and a dashboard (/)")
     p.add_argument("path", help="vault directory (with --tenants: the root holding one vault per tenant)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --keys)")
