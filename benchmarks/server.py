@@ -4,9 +4,11 @@ Both servers run as their own processes on loopback and get the same seeded clus
 of ``benchmarks/ann.py`` (``--n`` × ``--dim``, default 100k × 384) and the same held-out queries.
 The client is one asyncio process (httpx) keeping 1, 8 and 32 requests in flight; each level runs the same number
 of requests against each server, interleaved. Reported per level: requests/s and p50/p99 latency,
-and recall@10 against brute force (numpy). Also: add throughput over HTTP (sigmavault with base64
-float32 batches and with JSON lists; Chroma with JSON lists, its only form), and sigmavault's
-added latency over the in-process call (HTTP p50 at 1 client minus ``Collection.search`` p50).
+recall@10 against brute force (numpy), and the server process's CPU time per request (all its
+threads, from /proc: less sensitive to the machine's load than wall time). Also: add throughput
+over HTTP (sigmavault with base64 float32 batches and with JSON lists; Chroma with JSON lists, its
+only form), and sigmavault's added latency over the in-process call (HTTP p50 at 1 client minus
+``Collection.search`` p50).
 
     .venv/bin/python benchmarks/server.py                        # 100k × 384, 1/8/32 clients, with Chroma
     .venv/bin/python benchmarks/server.py --n 20000 --no-chroma  # a smoke run
@@ -104,6 +106,12 @@ def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def recall(found: dict[int, list[int]], truth: np.ndarray) -> float:
@@ -260,17 +268,21 @@ def main() -> None:
             asyncio.run(load(ch.search, ch.url, 1, 1, args.queries))
         for clients in levels:
             runs: dict[str, tuple[list[float], float, dict[int, list[int]]]] = {s.name: ([], 0.0, {}) for s in servers}
+            cpu_used = {s.name: 0.0 for s in servers}
             log(f"{args.requests} searches per server, {clients} in flight, in {ROUNDS} alternating rounds")
             for _ in range(ROUNDS):  # NOTE: alternating rounds, so drifting machine load hits both servers alike
                 for server in servers:
+                    cpu = cpu_seconds(server.proc.pid)
                     lat, took, found = asyncio.run(
                         load(server.search, server.url, clients, args.requests // ROUNDS, args.queries)
                     )
+                    cpu_used[server.name] += cpu_seconds(server.proc.pid) - cpu
                     before = runs[server.name]
                     runs[server.name] = (before[0] + lat, before[1] + took, {**found, **before[2]})
             for name, (lat, took, found) in runs.items():
                 stats: dict[str, Any] = summary(lat, took)
                 stats["recall@10"] = recall(found, truth)
+                stats["server_cpu_ms_per_request"] = round(1000 * cpu_used[name] / len(lat), 2)
                 out.setdefault("search", {}).setdefault(str(clients), {})[name] = stats
             if len(servers) == 2:
                 level = out["search"][str(clients)]
