@@ -4,6 +4,7 @@ happy path and its errors, which always come back as {"error": {"code", "message
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import threading
 from collections.abc import Iterator
@@ -15,8 +16,10 @@ import pytest
 from serving import running
 
 import sigmavault as sv
+from sigmavault import errors as e
 from sigmavault.errors import InvalidInput
 from sigmavault.server import create_app
+from sigmavault.server.errors import status_of
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +305,20 @@ def test_refuses_public_host_without_keys(tmp_path: Path) -> None:
         create_app(tmp_path / "v", host="0.0.0.0")
     with pytest.raises(InvalidInput, match="needs --keys"):
         create_app(tmp_path / "v", tenants=True)
+
+
+def test_every_error_code_has_its_status() -> None:
+    """Each sigmavault error maps to the status its code promises; a full disk is 507 whatever raised it."""
+    expected = {
+        e.InvalidInput: 400, e.DimensionMismatch: 400, e.InvalidFilter: 400, e.EmptyText: 400,
+        e.NotFound: 404, e.ReadOnly: 409, e.VaultLocked: 423, e.VaultClosed: 503,
+        e.EmbedderUnavailable: 503, e.Corrupted: 500, e.BundleInvalid: 400, e.EncryptionError: 403,
+    }  # fmt: skip
+    for cls in e.VaultError.__subclasses__() + e.InvalidInput.__subclasses__():
+        assert cls in expected, f"{cls.__name__} has no documented status"
+    for cls, status in expected.items():
+        assert status_of(cls("x")) == status, cls
+    try:
+        raise e.VaultError("write failed") from OSError(errno.ENOSPC, "No space left on device")
+    except e.VaultError as full:
+        assert status_of(full) == 507

@@ -30,7 +30,6 @@ STATUS: dict[str, int] = {
     "invalid_filter": 400,
     "empty_text": 400,
     "not_found": 404,
-    "conflict": 409,
     "read_only": 409,
     "vault_locked": 423,
     "vault_closed": 503,
