@@ -79,7 +79,7 @@ CASES: list[tuple[str, type[sv.VaultError], Callable[[sv.Vault, sv.Collection, s
     ("unknown parent", sv.NotFound, lambda v, d, r: d.add(["x"], parent_id="zz")),
     # bad where clauses
     ("where unknown op", sv.InvalidFilter, lambda v, d, r: d.search("alpha", where={"n": {"$like": 1}})),
-    ("where $gt string", sv.InvalidFilter, lambda v, d, r: r.search(np.ones(8), where={"n": {"$gt": "x"}})),
+    ("where $gt list", sv.InvalidFilter, lambda v, d, r: r.search(np.ones(8), where={"n": {"$gt": ["x"]}})),
     ("where not mapping", sv.InvalidFilter, lambda v, d, r: d.search("alpha", mode="text", where=["n"])),
     ("where $in empty", sv.InvalidFilter, lambda v, d, r: d.all(where={"n": {"$in": []}})),
     ("where bad key", sv.InvalidFilter, lambda v, d, r: d.search("alpha", mode="hybrid", where={"n'; drop": 1})),
@@ -113,7 +113,7 @@ CASES: list[tuple[str, type[sv.VaultError], Callable[[sv.Vault, sv.Collection, s
     ("metadata not mapping", sv.InvalidInput, lambda v, d, r: d.add(["x"], metadata=[["k"]])),
     ("metadata NaN", sv.InvalidInput, lambda v, d, r: d.add(["x", "y"], metadata=[{}, {"v": math.nan}])),
     ("metadata not JSON", sv.InvalidInput, lambda v, d, r: d.add(["x"], metadata={"v": object()})),
-    ("update metadata not JSON", sv.InvalidInput, lambda v, d, r: d.update("a", metadata={"v": {1, 2}})),
+    ("update metadata not JSON", sv.InvalidInput, lambda v, d, r: d.update("a", metadata={"v": b"bytes"})),
     ("kind not a string", sv.InvalidInput, lambda v, d, r: d.add(["x"], kind={"a": 1})),  # type: ignore[arg-type]
     ("conversation not a string", sv.InvalidInput, lambda v, d, r: d.add(["x"], conversation_id=[5])),  # type: ignore[list-item]
     (

@@ -3,6 +3,7 @@ search and write through (split from vault.py along the Vault/Collection seam)."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
@@ -24,10 +25,11 @@ from sigmavault.units import CollectionInfo, NewUnits, ingest, new_ids
 from sigmavault.units.indexes import IndexConfig
 from sigmavault.units.search import fuse
 
-__all__ = ["DEFAULT", "Collection", "IndexChoice", "Mode", "Progress", "index_config"]
+__all__ = ["DEFAULT", "Collection", "Include", "IndexChoice", "Mode", "Progress", "index_config"]
 
 DEFAULT: Any = object()  # sentinel: "the default embedder", distinct from None ("no embedder")
 Mode = Literal["vector", "text", "hybrid"]
+Include = Literal["vector"]
 IndexChoice = Literal["auto", "exact", "hnsw", "ivf-rabitq"]
 Progress = Callable[[int, int], None]
 
@@ -384,20 +386,28 @@ class Collection:
 
     def search(
         self,
-        query: str | Any,
+        query: str | Any = None,
         k: int = 10,
         *,
         mode: Mode = "vector",
+        vector: Any = None,
+        text: str | None = None,
         where: Mapping[str, Any] | None = None,
         states: str | State | Sequence[str | State] = "active",
+        include: Sequence[Include] = (),
         ef: int | None = None,
         nprobe: int | None = None,
         rerank: int | None = None,
     ) -> list[Hit]:
-        """The ``k`` best units for a text or a vector. See README "Scores" for what scores mean.
+        """The ``k`` best units for a text, a vector, or both. See README "Scores" for what scores mean.
 
-        ``ef`` (HNSW beam), ``nprobe`` (IVF lists probed) and ``rerank`` (candidates per result
-        refined exactly) override the collection's ANN defaults for this search.
+        ``query`` is a text or a vector; ``text=`` and ``vector=`` name them explicitly, and a
+        search may carry both: ``mode="hybrid"`` then fuses the ranking by ``vector`` with the
+        keyword ranking by ``text`` (on a bring-your-own-vectors collection too), and
+        ``mode="vector"`` uses ``vector`` rather than embedding the text. ``include=("vector",)``
+        returns each hit's stored vector in ``Hit.vector``. ``ef`` (HNSW beam), ``nprobe`` (IVF
+        lists probed) and ``rerank`` (candidates per result refined exactly) override the
+        collection's ANN defaults for this search.
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInput(f"k must be a positive integer, got {k!r}")
@@ -405,24 +415,47 @@ class Collection:
         state_set = _states(states)
         if mode not in ("vector", "text", "hybrid"):
             raise InvalidInput(f"mode must be 'vector', 'text' or 'hybrid', got {mode!r}")
-        if mode != "vector" and not isinstance(query, str):
-            raise InvalidInput(f"mode={mode!r} needs a text query")
-        if isinstance(query, str) and not query.strip():
+        if isinstance(include, str) or not set(include) <= {"vector"}:
+            raise InvalidInput(f"include takes a tuple of 'vector', got {include!r}")
+        if query is not None:
+            if (text if isinstance(query, str) else vector) is not None:
+                raise InvalidInput("give the query once: positionally, or as text=/vector=")
+            text, vector = (query, vector) if isinstance(query, str) else (text, query)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
             raise EmptyText("the query text is empty")
+        if text is None and vector is None:
+            raise InvalidInput("search() needs a query: a text, a vector, or both")
+        if mode != "vector" and text is None:
+            raise InvalidInput(f"mode={mode!r} needs a text query (text=...)")
+        hits = self._search(text, vector, k, mode, where, state_set, knobs)
+        return self._with_vectors(hits) if include else hits
+
+    def _search(
+        self, text: str | None, vector: Any, k: int, mode: Mode, where: Mapping[str, Any] | None,
+        states: tuple[State, ...], knobs: _Knobs,
+    ) -> list[Hit]:
         if mode == "text":
-            return self._ctx.search.text(self._id, query, k, where=where, states=state_set)
+            assert text is not None
+            return self._ctx.search.text(self._id, text, k, where=where, states=states)
         if self.dim is None:
             return []
-        if isinstance(query, str):
-            qvec = self._embed([query], record=False)  # NOTE: a search never writes (frozen vaults search too)
+        if vector is not None:
+            qvec = check_matrix(vector, rows=1, dim=self.dim)
         else:
-            qvec = check_matrix(query, rows=1, dim=self.dim)
+            assert text is not None
+            qvec = self._embed([text], record=False)  # NOTE: a search never writes (frozen vaults search too)
         if mode == "vector":
-            return self._ctx.search.vector(self._id, qvec, k, where=where, states=state_set, **knobs)[0]
+            return self._ctx.search.vector(self._id, qvec, k, where=where, states=states, **knobs)[0]
+        assert text is not None
         depth = max(2 * k, 20)
-        by_vector = self._ctx.search.vector(self._id, qvec, depth, where=where, states=state_set, **knobs)[0]
-        by_text = self._ctx.search.text(self._id, query, depth, where=where, states=state_set)
+        by_vector = self._ctx.search.vector(self._id, qvec, depth, where=where, states=states, **knobs)[0]
+        by_text = self._ctx.search.text(self._id, text, depth, where=where, states=states)
         return fuse([by_vector, by_text], k)
+
+    def _with_vectors(self, hits: list[Hit]) -> list[Hit]:
+        """The hits with their stored vectors (one lookup for all of them)."""
+        found = {u.id: u.vector for u in self._ctx.units.get_many([h.id for h in hits], cid=self._id)}
+        return [dataclasses.replace(h, vector=found.get(h.id)) for h in hits]
 
     def search_batch(
         self,

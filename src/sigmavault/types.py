@@ -90,10 +90,15 @@ class Hit:
     score: float
     text: str | None
     metadata: dict[str, Any]
+    # only with search(..., include=("vector",)): the stored (normalised) vector; not compared
+    vector: Vector | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the fields."""
-        return {"id": self.id, "score": float(self.score), "text": self.text, "metadata": self.metadata}
+        """A JSON-ready dict of the fields (``vector`` as a list of floats, present only when carried)."""
+        out = {"id": self.id, "score": float(self.score), "text": self.text, "metadata": self.metadata}
+        if self.vector is not None:
+            out["vector"] = [float(x) for x in self.vector]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

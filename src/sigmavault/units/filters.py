@@ -7,21 +7,26 @@ Grammar::
     op      := $eq | $ne | $gt | $gte | $lt | $lte | $in | $nin
     value   := str | int | float | bool | None  (a bare value means $eq; None matches a missing key)
 
-Keys at the same level are AND-ed. $gt/$gte/$lt/$lte take numbers; $in/$nin take a non-empty list.
+Keys at the same level are AND-ed. $gt/$gte/$lt/$lte take a number (matching stored numbers) or a
+text, date or datetime (matching stored text, compared as text: datetimes are stored as fixed-width
+UTC ISO-8601, so this is time order; see :mod:`sigmavault.units.values`); $in/$nin take a
+non-empty list. datetime, date, UUID, Decimal and numpy scalars are converted as they are stored.
 A value only ever equals a stored value of the same JSON type: 1 matches 1 and 1.0 but never
 "1" or true, and a string never matches a nested object. $gt/$gte/$lt/$lte match numbers only
-(a stored string or boolean never satisfies them). $ne and $nin also match units without the key.
+(a stored boolean never satisfies them). $ne and $nin also match units without the key.
 Values are always bound as SQL parameters, never pasted into the statement.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from sigmavault.errors import InvalidFilter
+from sigmavault.units.values import json_value
 
 __all__ = ["compile_where"]
 
@@ -87,15 +92,23 @@ def _compare(ref: tuple[str, str], op: Any, value: Any, key: str, params: list[A
         found = _one_of(ref, values, params)
         return found if op == "$in" else f"NOT {found}"
     if op in _RANGE:
+        value = _scalar(key, value)
+        if isinstance(value, str):
+            # NOTE: text compares as text: ISO dates and datetimes (stored fixed-width, UTC) in time order
+            params.append(value)
+            return f"COALESCE({jtype} = 'text' AND {expr} {_RANGE[op]} ?, 0)"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidFilter(f"{key}: {op} takes a number, got {type(value).__name__}")
-        params.append(_scalar(key, value))
+            raise InvalidFilter(f"{key}: {op} takes a number, a text, a date or a datetime, got {type(value).__name__}")
+        params.append(value)
         return f"COALESCE({jtype} IN ('integer', 'real') AND {expr} {_RANGE[op]} ?, 0)"
     raise InvalidFilter(f"{key}: unknown operator {op!r}; use one of {', '.join(_OPS)}")
 
 
 def _scalar(key: str, value: Any) -> Any:
-    """Check a filter value: a JSON scalar SQLite can bind exactly."""
+    """Check a filter value: a JSON scalar SQLite can bind exactly (datetime, UUID, ... as stored)."""
+    if not isinstance(value, _SCALARS) and not isinstance(value, list | tuple | set | frozenset | Mapping):
+        with contextlib.suppress(TypeError, ValueError):  # NOTE: refused just below, with the filter's wording
+            value = json_value(value)
     if not isinstance(value, _SCALARS):
         kind = type(value).__name__
         raise InvalidFilter(f"{key}: values must be str, int, float, bool or None, got {kind}")

@@ -34,6 +34,7 @@ from sigmavault.store import Database
 from sigmavault.types import CheckReport, State, Unit, Vector
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
+from sigmavault.units.values import json_value
 
 __all__ = ["NewUnits", "UnitStore", "dumps", "new_ids"]
 
@@ -69,7 +70,7 @@ class NewUnits:
 
 
 # NOTE: one encoder, built once: json.dumps with options builds a new one per call (3x slower).
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=json_value)
 # NOTE: CPython's C encoder called directly: encode() rebuilds it for every call, which is most of
 # the cost of a small dict. Same output as _ENCODER; None where the C accelerator is missing.
 try:

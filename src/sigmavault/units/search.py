@@ -69,6 +69,9 @@ class SearchEngine:
         scores, found = self.vector_rows(
             cid, queries, k, where=where, states=states, ef=ef, nprobe=nprobe, rerank=rerank
         )
+        if self.catalog.state(cid).info.metric == "cosine":
+            # NOTE: float32 rounding lets a self-match score 1.0000001; cosine is documented in [-1, 1]
+            scores = np.clip(scores, -1.0, 1.0)
         return self._hits(cid, scores, found, touch=touch)
 
     def vector_rows(
