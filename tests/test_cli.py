@@ -156,3 +156,29 @@ def test_console_script_runs_in_a_fresh_process(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["created"] is True
     done = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
     assert done.stdout.startswith("sigmavault ")
+
+
+def test_update_delete_drop_verbs_and_plain_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    vault = str(tmp_path / "v")
+    long_id = "an-id-much-longer-than-an-eighty-column-table-would-show-" + "x" * 40
+    main(["add", vault, "first text", "second [bold]text[/bold]", "--id", long_id, "--id", "b", "--json"])
+    capsys.readouterr()
+    assert main(["link", vault, long_id, "b", "--kind", "similar", "--weight", "0.7"]) == 0
+    assert "[similar 0.7]" in capsys.readouterr().out  # not swallowed as rich markup
+    assert main(["search", vault, "first", "--mode", "text"]) == 0
+    assert long_id in capsys.readouterr().out  # piped: full ids, never cut to 80 columns
+    assert main(["get", vault, "b"]) == 0
+    shown = capsys.readouterr().out
+    assert "second [bold]text[/bold]" in shown and "Unit(" not in shown
+
+    code, unit = run_json(capsys, "update", vault, "b", "--meta", '{"n": 2}', "--state", "archived")
+    assert code == 0 and unit["metadata"] == {"n": 2} and unit["state"] == "archived"  # type: ignore[index]
+    code, data = run_json(capsys, "delete", vault, "b", "nope", "--ignore-missing")
+    assert data == {"deleted": 1, "collection": "docs"}
+    assert main(["delete", vault, "nope"]) == 2
+    assert main(["drop", vault, "docs"]) == 2  # needs --yes
+    assert "--yes" in capsys.readouterr().err
+    code, data = run_json(capsys, "drop", vault, "docs", "--yes")
+    assert data == {"dropped": "docs", "units": 1}
+    with sv.open(vault) as v:
+        assert v.collections() == []

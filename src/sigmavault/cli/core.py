@@ -1,9 +1,10 @@
-"""Core verbs: init, add, ingest, search, get, link, stats, check."""
+"""Core verbs: init, add, ingest, search, get, update, delete, drop, link, stats, check."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,13 @@ from sigmavault.cli.output import (
     terminal_progress,
 )
 from sigmavault.errors import InvalidInput, NotFound
+
+
+def escape(text: str) -> str:
+    """Text printed through rich, shown as is (``[similar 0.7]`` is not markup)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 __all__ = ["read_documents", "register"]
 
@@ -60,6 +68,27 @@ def register(sub: Subcommands) -> None:
     p.add_argument("id", help="unit id")
     p.set_defaults(handler=cmd_get)
 
+    p = sub.add_parser("update", help="change a unit's text, metadata or state")
+    add_common(p)
+    p.add_argument("id", help="unit id")
+    p.add_argument("--text", help="new text (re-embedded)")
+    p.add_argument("--meta", help="new metadata JSON object (replaces the old)")
+    p.add_argument("--state", choices=("active", "archived", "expired"), help="new lifecycle state")
+    p.set_defaults(handler=cmd_update)
+
+    p = sub.add_parser("delete", help="delete units by id, or every unit matching --where")
+    add_common(p, collection=True)
+    p.add_argument("ids", nargs="*", help="unit ids")
+    p.add_argument("--where", help="delete every unit whose metadata matches this JSON filter")
+    p.add_argument("--ignore-missing", action="store_true", help="skip ids that are not in the collection")
+    p.set_defaults(handler=cmd_delete)
+
+    p = sub.add_parser("drop", help="remove a whole collection (units, edges, index, vectors)")
+    add_common(p)
+    p.add_argument("collection", help="collection name")
+    p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    p.set_defaults(handler=cmd_drop)
+
     p = sub.add_parser("link", help="add an edge between two units")
     add_common(p)
     p.add_argument("source", help="source unit id")
@@ -77,9 +106,12 @@ def register(sub: Subcommands) -> None:
     p.set_defaults(handler=cmd_check)
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> sv.Vault:
+def _open(args: argparse.Namespace, *, create: bool = False, read: bool = False) -> sv.Vault:
+    """The vault of ``args.path``; a verb that only reads (``read``) opens a read-only directory frozen."""
     # NOTE: an index the search builds on its own shows as a bar (the parts only report).
-    return sv.open(args.path, create=create, progress=None if getattr(args, "json", False) else terminal_progress())
+    frozen = read and Path(args.path).is_dir() and not os.access(args.path, os.W_OK)
+    progress = None if getattr(args, "json", False) else terminal_progress()
+    return sv.open(args.path, create=create, frozen=frozen, progress=progress)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -150,15 +182,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     where = parse_json_arg(args.where, "--where")
-    with _open(args) as vault:
+    with _open(args, read=True) as vault:
         hits = vault.collection(args.collection, create=False).search(args.query, k=args.k, mode=args.mode, where=where)
 
     def render(found: list[sv.Hit]) -> None:
         from rich.table import Table
 
-        table = Table("score", "id", "text", "metadata", title=f"{args.mode} search: {args.query}")
+        table = Table("score", "id", "text", "metadata", title=escape(f"{args.mode} search: {args.query}"))
         for h in found:
-            table.add_row(f"{h.score:.4f}", h.id, (h.text or "")[:90], json.dumps(h.metadata)[:60])
+            meta = json.dumps(h.metadata, ensure_ascii=False)[:60]
+            table.add_row(f"{h.score:.4f}", escape(h.id), escape((h.text or "")[:90]), escape(meta))
         console().print(table)
 
     emit(args, hits, render)
@@ -166,9 +199,57 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    with _open(args) as vault:
+    with _open(args, read=True) as vault:
         unit = vault.get(args.id)
-    emit(args, unit, lambda u: console().print(u))
+    def render(u: sv.Unit) -> None:
+        out = console()
+        for name in ("id", "collection", "kind", "state", "conversation_id", "parent_id", "kv_ref"):
+            value = getattr(u, name)
+            if value is not None:
+                out.print(f"{name}: {escape(str(getattr(value, 'value', value)))}")
+        out.print(f"metadata: {escape(json.dumps(u.metadata, ensure_ascii=False))}")
+        out.print(f"accessed: {u.access_count} times")
+        out.print(escape(u.text or ""))
+
+    emit(args, unit, render)
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    meta = parse_json_arg(args.meta, "--meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise InvalidInput("--meta must be a JSON object")
+    if args.text is None and meta is None and args.state is None:
+        raise InvalidInput("nothing to change: give --text, --meta or --state")
+    with _open(args) as vault:
+        col = vault.collection(vault.get(args.id).collection, create=False)
+        unit = col.update(args.id, text=args.text, metadata=meta, state=args.state)
+    emit(args, unit, lambda u: console().print(f"updated {u.id}"))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    where = parse_json_arg(args.where, "--where")
+    if bool(args.ids) == (where is not None):
+        raise InvalidInput("give unit ids or --where, one of the two")
+    with _open(args) as vault:
+        col = vault.collection(args.collection, create=False)
+        if where is not None:
+            removed = col.delete(where=where)
+        else:
+            removed = col.delete(args.ids, missing="ignore" if args.ignore_missing else "raise")
+    emit(args, {"deleted": removed, "collection": args.collection},
+         lambda d: console().print(f"deleted {d['deleted']} units from {d['collection']!r}"))
+    return 0
+
+
+def cmd_drop(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise InvalidInput(f"dropping {args.collection!r} deletes all its units; add --yes to confirm")
+    with _open(args) as vault:
+        removed = vault.drop_collection(args.collection)
+    emit(args, {"dropped": args.collection, "units": removed},
+         lambda d: console().print(f"dropped {d['dropped']!r} ({d['units']} units)"))
     return 0
 
 
@@ -176,12 +257,12 @@ def cmd_link(args: argparse.Namespace) -> int:
     with _open(args) as vault:
         vault.link(args.source, args.target, kind=args.kind, weight=args.weight)
     emit(args, {"source": args.source, "target": args.target, "kind": args.kind, "weight": args.weight},
-         lambda d: console().print(f"{d['source']} -[{d['kind']} {d['weight']}]-> {d['target']}"))
+         lambda d: console().print(escape(f"{d['source']} -[{d['kind']} {d['weight']}]-> {d['target']}")))
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with _open(args) as vault:
+    with _open(args, read=True) as vault:
         data = vault.stats()
 
     def render(d: dict[str, Any]) -> None:
@@ -199,7 +280,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    with _open(args) as vault:
+    with _open(args, read=True) as vault:
         report = vault.check()
 
     def render(r: sv.CheckReport) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "emit",
     "parse_json_arg",
     "progress_bar",
+    "set_wide",
     "terminal_progress",
     "to_jsonable",
 ]
@@ -38,6 +39,7 @@ def add_common(parser: argparse.ArgumentParser, *, collection: bool = False) -> 
     """The vault path, ``--json`` and (optionally) ``--collection`` that most verbs take."""
     parser.add_argument("path", help="vault directory")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--wide", action="store_true", help="never cut ids or names to the terminal width")
     if collection:
         parser.add_argument("-c", "--collection", default="docs", help="collection name (default: docs)")
 
@@ -59,10 +61,21 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+_WIDE = [False]
+
+
+def set_wide(wide: bool) -> None:
+    """``--wide``: never cut ids or names to the terminal's width."""
+    _WIDE[0] = wide
+
+
 def console() -> Any:
+    """A rich console on stdout. Piped (or with ``--wide``) it has no width limit, so tables never
+    cut ids and file names that a script or a user will copy."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    wide = _WIDE[0] or not sys.stdout.isatty()
+    return Console(highlight=False, width=100_000 if wide else None, soft_wrap=wide)
 
 
 def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], None]) -> None:

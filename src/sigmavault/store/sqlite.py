@@ -7,6 +7,7 @@ instead of failing half-way with "database is locked", and readers never block i
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -57,15 +58,15 @@ class Database:
         # NOTE: set by the facade when the vault is opened with a key; every part seals its
         # sensitive fields (text, metadata, payloads) with it when it is not None.
         self.cipher: Cipher | None = None
+        self.immutable = False
         try:
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
-                str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout
-            )
+            self._conn: sqlite3.Connection | None = self._connect(path, readonly, busy_timeout)
             conn = self._conn
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise VaultError(f"{path}: could not switch SQLite to WAL mode (got {mode!r})")
+            if not readonly:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise VaultError(f"{path}: could not switch SQLite to WAL mode (got {mode!r})")
             # NOTE: FULL makes each acknowledged commit durable across power loss; NORMAL could
             # lose the last commits, which the crash guarantee forbids for units and edges.
             conn.execute("PRAGMA synchronous = FULL")
@@ -85,6 +86,28 @@ class Database:
             raise VaultError(f"{path}: cannot open the SQLite store: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise Corrupted(f"{path}: not a readable SQLite database ({exc}); restore a backup") from exc
+
+    def _connect(self, path: Path, readonly: bool, busy_timeout: float) -> sqlite3.Connection:
+        """The connection; read-only vaults open with ``mode=ro`` (nothing is created or changed).
+
+        NOTE: a WAL database needs its ``-shm`` file, which a read-only directory cannot hold.
+        There, no writer can exist either, so the file is opened as immutable (a snapshot).
+        """
+        if not readonly:
+            return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+        uri = path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=busy_timeout)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if os.access(path.parent, os.W_OK):
+                raise
+        self.immutable = True
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=busy_timeout)
 
     # -- connection -------------------------------------------------------------------------
 
