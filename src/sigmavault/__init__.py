@@ -29,9 +29,9 @@ __version__ = "0.1.0"
 
 # NOTE: tool modules load on first attribute access (sv.bundle, sv.migrate, sv.crypto), so that
 # `import sigmavault` stays light and never imports cryptography unless a key is used.
-_LAZY_MODULES = ("bundle", "crypto", "migrate", "runtime")
+_LAZY_MODULES = ("aio", "bundle", "crypto", "migrate", "runtime")
 # Names served from a lazily imported module (the runtime imports nothing heavy itself, but keeps it that way).
-_LAZY_NAMES = {"Runtime": "runtime", "Reply": "runtime"}
+_LAZY_NAMES = {"Runtime": "runtime", "Reply": "runtime", "aopen": "aio"}
 
 
 def __getattr__(name: str) -> object:
@@ -68,6 +68,7 @@ __all__ = [
     "VaultLocked",
     "WitnessEntry",
     "__version__",
+    "aopen",
     "get_threads",
     "open",
     "set_threads",
