@@ -25,6 +25,7 @@ from sigmavault.errors import InvalidInput
 
 __all__ = [
     "PRUNE_POLICIES",
+    "Loaded",
     "Pruned",
     "Pruning",
     "generate",
@@ -105,6 +106,34 @@ def pruning_from(
     elif "ratio" in fields and "budget" in fields and ratio is not None:
         del fields["budget"]
     return Pruning(policy=name, **fields)
+
+
+class Loaded(tuple[Any, int]):
+    """What ``load`` returned; unpacks as ``(cache, n)``.
+
+    ``kept`` is how many cache slots stand for the ``n`` tokens: fewer when ``prune`` names the pruning the stored
+    prefix was saved with. Continue from a pruned cache with ``generate`` (positions go on from
+    ``n``, not from the cache length).
+    """
+
+    cache: Any
+    tokens: int
+    kept: int
+    prune: str | None
+    codec: str
+
+    def __new__(cls, cache: Any, tokens: int, *, kept: int, prune: str | None, codec: str) -> Loaded:
+        self = super().__new__(cls, (cache, tokens))
+        self.cache, self.tokens, self.kept, self.prune, self.codec = cache, tokens, kept, prune, codec
+        return self
+
+    @property
+    def ratio(self) -> float:
+        """Fraction of the served tokens kept in the cache (1.0 when lossless or a miss)."""
+        return self.kept / self.tokens if self.tokens else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": self.tokens, "kept": self.kept, "prune": self.prune, "ratio": self.ratio, "codec": self.codec}
 
 
 @dataclass(frozen=True, slots=True)

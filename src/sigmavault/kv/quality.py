@@ -17,7 +17,9 @@ from sigmavault.errors import InvalidInput
 from sigmavault.kv.codecs import Codec, codec_from_spec
 from sigmavault.kv.prune import Pruning, prune_cache, tensor_cache
 
-__all__ = ["Quality", "evaluate", "probe"]
+__all__ = ["GATE_TOKENS", "Quality", "evaluate", "gate", "probe"]
+
+GATE_TOKENS = 32  # the prefix's last tokens the save-time gate compares on
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,21 @@ def probe(model: Any, input_ids: Any, cache: Any, tokens: int, pruning: Pruning,
         mean_kl=got["mean_kl"],
         max_kl=got["max_kl"],
     )
+
+
+def gate(
+    model: Any, input_ids: Any, cache: Any, tokens: int, pruning: Pruning, max_kl: float | None
+) -> tuple[float | None, str | None]:
+    """The save-time quality gate: ``(measured mean KL or None, why the pruning is refused or None)``.
+
+    No gate (``max_kl`` None) or a prefix under two tokens measures nothing and refuses nothing.
+    """
+    if max_kl is None or tokens < 2:
+        return None, None
+    kl = probe(model, input_ids, cache, tokens, pruning, length=min(GATE_TOKENS, tokens // 2)).mean_kl
+    if kl <= max_kl:
+        return kl, None
+    return kl, f"{pruning.spec}: mean KL {kl:.4g} > max_kl {max_kl:g} over the prefix's last tokens"
 
 
 def _prefill(model: Any, ids: Any) -> list[tuple[Any, Any]]:

@@ -48,8 +48,8 @@ from sigmavault.kv.keys import (
     tokens_of,
 )
 from sigmavault.kv.policies import POLICIES
-from sigmavault.kv.prune import Pruning, prune_cache, pruning_from
-from sigmavault.kv.quality import Quality, evaluate, probe
+from sigmavault.kv.prune import Loaded, Pruning, prune_cache, pruning_from
+from sigmavault.kv.quality import Quality, evaluate, gate
 from sigmavault.kv.tiers import RamTier
 from sigmavault.store import Database
 from sigmavault.store.blobdir import remove_blob
@@ -61,7 +61,6 @@ SUFFIX = ".kvc"
 _FLUSH_EVERY = 512  # pending access records before they are written to SQLite
 _FLUSH_SECONDS = 30.0
 _UNSET: Any = object()
-_GATE_TOKENS = 32  # the prefix's last tokens the max_kl gate compares on
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,34 +109,6 @@ class Restored:
     ref: str
     prune: str | None = None
     kept: int | None = None
-
-
-class Loaded(tuple[Any, int]):
-    """What ``load`` returned; unpacks as ``(cache, n)``.
-
-    ``kept`` is how many cache slots stand for the ``n`` tokens: fewer when ``prune`` names the pruning the stored
-    prefix was saved with. Continue from a pruned cache with ``sigmavault.kv.prune.generate`` (positions go on from
-    ``n``, not from the cache length).
-    """
-
-    cache: Any
-    tokens: int
-    kept: int
-    prune: str | None
-    codec: str
-
-    def __new__(cls, cache: Any, tokens: int, *, kept: int, prune: str | None, codec: str) -> Loaded:
-        self = super().__new__(cls, (cache, tokens))
-        self.cache, self.tokens, self.kept, self.prune, self.codec = cache, tokens, kept, prune, codec
-        return self
-
-    @property
-    def ratio(self) -> float:
-        """Fraction of the served tokens kept in the cache (1.0 when lossless or a miss)."""
-        return self.kept / self.tokens if self.tokens else 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"tokens": self.tokens, "kept": self.kept, "prune": self.prune, "ratio": self.ratio, "codec": self.codec}
 
 
 class KVStore:
@@ -246,18 +217,12 @@ class KVStore:
         if pruning is None:
             return self._save(fp, tokens, length, source, chosen)
         n = min(len(tokens), length)
-        gate = self._config.max_kl if max_kl is _UNSET else max_kl
-        kl = None
-        if gate is not None and n >= 2:
-            kl = probe(model, tokens, cache, n, pruning, length=min(_GATE_TOKENS, n // 2)).mean_kl
-            if kl > gate:
+        kl, refused = gate(model, tokens, cache, n, pruning, self._config.max_kl if max_kl is _UNSET else max_kl)
+        if refused is not None or n == 0:
+            if refused is not None:
                 self._bump("prune_refused")
-                why = f"{pruning.spec}: mean KL {kl:.4g} > max_kl {gate:g} over the prefix's last tokens"
-                return replace(self._save(fp, tokens, length, source, chosen), kl=kl, refused=why)
-        pruned = prune_cache(model, tokens, cache, pruning, tokens=n) if n else None
-        if pruned is None:
-            return Saved(ref=None, tokens=0, new_chunks=0, new_bytes=0, evicted=0)
-        kept, span = cache_source(pruned.pairs, fp)
+            return replace(self._save(fp, tokens, length, source, chosen), kl=kl, refused=refused)
+        kept, span = cache_source(prune_cache(model, tokens, cache, pruning, tokens=n).pairs, fp)
         return replace(self._save_whole(fp, tokens[:n], span(0, kept), chosen, pruning), kl=kl)
 
     def evaluate(
