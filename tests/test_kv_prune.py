@@ -209,3 +209,23 @@ def test_bad_pruning_settings_are_clear_errors(vault: sv.Vault, kwargs: dict[str
     with pytest.raises(InvalidInput, match=message):
         vault.kv.configure(**kwargs)
     assert vault.kv.config == before
+
+
+def test_cli_evaluate_reports_quality_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from sigmavault.cli import main
+    from sigmavault.testing import tiny_llm
+
+    tokenizer = tiny_llm.build_tokenizer()
+    model_dir = tiny_llm.save(tiny_llm.build_model(tokenizer, hidden_size=32, layers=2), tokenizer, tmp_path / "m")
+    text = tmp_path / "context.txt"
+    text.write_text(" ".join(tiny_llm.corpus_texts()[:3]), encoding="utf-8")
+    vault_dir = tmp_path / "vault"
+    sv.open(vault_dir).close()
+    argv = ["kv", "evaluate", str(vault_dir), "--model", str(model_dir), "--text", str(text), "--json"]
+    assert main([*argv, "--prune", "sink_window", "--ratio", "0.5", "--new-tokens", "4", "--heldout", "8"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["prune"] == "sink_window,ratio=0.5,sink=4" and got["compared"] == 4 and 0 <= got["top1"] <= 1
+    assert main([*argv, "--prune", "snapkv", "--ratio", "0.5"]) == 2
+    assert "unknown pruning policy" in capsys.readouterr().err
