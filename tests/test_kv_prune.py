@@ -229,3 +229,18 @@ def test_cli_evaluate_reports_quality_as_json(tmp_path: Path, capsys: pytest.Cap
     assert got["prune"] == "sink_window,ratio=0.5,sink=4" and got["compared"] == 4 and 0 <= got["top1"] <= 1
     assert main([*argv, "--prune", "snapkv", "--ratio", "0.5"]) == 2
     assert "unknown pruning policy" in capsys.readouterr().err
+
+
+def test_a_fingerprint_cannot_pass_a_gate_it_cannot_run(model: Any, vault_path: Path) -> None:
+    from sigmavault.kv import Fingerprint
+
+    ids = prompt(40)
+    cache = prefill(model, ids)
+    with sv.open(vault_path) as vault:
+        fp = Fingerprint.of(model)
+        assert vault.kv.save(fp, ids, cache, prune="key_norm", ratio=0.5).kept == 20  # no model needed
+        with pytest.raises(InvalidInput, match="pass the transformers model"):
+            vault.kv.save(fp, ids, cache, prune="key_norm", ratio=0.25, max_kl=0.1)
+        with pytest.raises(InvalidInput, match="h2o policy needs the transformers model"):
+            vault.kv.save(fp, ids, cache, prune="h2o", ratio=0.25)
+        assert vault.kv.stats()["pruned_saves"] == 1

@@ -142,6 +142,8 @@ def gate(
     """
     if max_kl is None or tokens < 2:
         return None, None
+    if not callable(model):
+        raise InvalidInput("the max_kl gate runs the model: pass the transformers model, not a Fingerprint")
     kl = probe(model, input_ids, cache, tokens, pruning, length=min(GATE_TOKENS, tokens // 2)).mean_kl
     if kl <= max_kl:
         return kl, None
