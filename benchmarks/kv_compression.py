@@ -170,7 +170,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=Path("bench-out/tiny-model"), help="tiny model dir (reused)")
-    parser.add_argument("--steps", type=int, default=600, help="training steps when the model dir is empty")
+    parser.add_argument("--steps", type=int, default=tiny_llm.DEFAULT_STEPS, help="training steps if the dir is empty")
     parser.add_argument("--tokens", type=int, default=2048, help="context tokens whose cache is compressed")
     parser.add_argument("--heldout", type=int, default=64, help="held-out continuation for perplexity")
     parser.add_argument("--new", type=int, default=32, help="greedy tokens compared (top-1, KL)")
