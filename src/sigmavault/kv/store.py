@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 
 from sigmavault.errors import Corrupted, InvalidInput, NotFound, ReadOnly, VaultError
+from sigmavault.kv import maintenance
 from sigmavault.kv.arrays import KVArrays, concat
 from sigmavault.kv.chunkfile import Chunk, decode_chunk, encode_chunk, read_chunk, write_chunk
 from sigmavault.kv.codecs import Codec, codec_from_spec
+from sigmavault.kv.disk import DiskTier
 from sigmavault.kv.index import ChunkRow, KVIndex
 from sigmavault.kv.keys import (
     ROOT,
@@ -57,7 +59,6 @@ from sigmavault.types import CheckReport
 
 __all__ = ["KVConfig", "KVStore", "Loaded", "Restored", "Saved"]
 
-SUFFIX = ".kvc"
 _FLUSH_EVERY = 512  # pending access records before they are written to SQLite
 _FLUSH_SECONDS = 30.0
 _UNSET: Any = object()
@@ -116,11 +117,11 @@ class KVStore:
 
     def __init__(self, db: Database, root: Path) -> None:
         self._db = db
-        self._dir = root / "kv"
         self._lock = threading.RLock()
         self._index = KVIndex(db)
         self._config = _config_from(self._index.settings())
         self._ram = RamTier(self._config.ram_bytes, self._config.policy)
+        self._disk = DiskTier(db, root, self._index, self._ram)
         self._touches: dict[bytes, tuple[float, int]] = {}
         self._pending: Counter[str] = Counter()
         self._session: Counter[str] = Counter()
@@ -340,9 +341,7 @@ class KVStore:
 
     def _forget(self, rows: list[ChunkRow]) -> None:
         """After their rows are gone: drop files and RAM copies (a crash here leaves orphans)."""
-        for row in rows:
-            self._ram.discard(row.key)
-            remove_blob(self._path(row.key))
+        self._disk.forget(rows)
 
     # -- load -------------------------------------------------------------------------------
 
@@ -633,30 +632,26 @@ class KVStore:
 
     def clear(self, *, model: Any = None) -> int:
         """Remove every stored chunk (or only those of ``model``); returns how many."""
-        from sigmavault.kv.maintenance import clear
-
         self._writable()
         with self._lock:
-            return clear(self, model)
+            return maintenance.clear(self._disk, model)
 
     def gc(
         self, *, verify: bool = False, grace: float = 60.0, progress: Callable[[int, int], None] | None = None
     ) -> dict[str, int]:
         """Drop rows without a valid file (``verify``: or failing checksum/key), unreachable chunks
         and orphan files older than ``grace`` seconds; enforce the disk budget."""
-        from sigmavault.kv.maintenance import collect
-
         self._writable()
         with self._lock:
             self.flush()
-            return collect(self, verify=verify, grace=grace, progress=progress)
+            budget = self._config.disk_bytes
+            evict = None if budget is None else lambda: self._commit([], budget, keep=frozenset())
+            return maintenance.collect(self._disk, verify=verify, grace=grace, evict=evict, progress=progress)
 
     def check(self, report: CheckReport) -> None:
         """Verify every chunk file against its row (checksum, header, key); see ``gc`` to repair."""
-        from sigmavault.kv.maintenance import verify
-
         with self._lock:
-            verify(self, report)
+            maintenance.verify(self._disk, report)
 
     def close(self) -> None:
         """Flush access records and counters; idempotent."""
@@ -671,11 +666,10 @@ class KVStore:
             self._pool = None
         self._closed = True
 
-    # -- internals shared with maintenance ---------------------------------------------------
+    # -- internals ----------------------------------------------------------------------------
 
     def _path(self, key: bytes) -> Path:
-        name = key.hex()
-        return self._dir / name[:2] / f"{name}{SUFFIX}"
+        return self._disk.path(key)
 
     def _writable(self) -> None:
         if self._db.readonly or not self._index.ready:

@@ -31,8 +31,9 @@ import numpy.typing as npt
 from sigmavault.errors import EncryptionError, InvalidInput, NotFound, VaultLocked
 from sigmavault.index import signatures
 from sigmavault.store import Database
-from sigmavault.types import State, Unit, Vector
+from sigmavault.types import CheckReport, State, Unit, Vector
 from sigmavault.units.catalog import STATE_CODES, Catalog
+from sigmavault.units.check import check_units
 
 __all__ = ["NewUnits", "UnitStore", "new_ids"]
 
@@ -354,6 +355,19 @@ class UnitStore:
         if row is None:
             raise NotFound(f"no unit with id {uid!r}")
         return int(row[0])
+
+    def ids(self) -> set[str]:
+        """Every unit id in the vault (the graph part's check compares its edges with them)."""
+        return {r[0] for r in self.db.all("SELECT uid FROM units")}
+
+    def vec_row_of(self, uid: str) -> int | None:
+        """The vector row of a unit, or None (no such unit, or a unit without a vector)."""
+        row = self.db.one("SELECT vec_row FROM units WHERE uid = ?", (uid,))
+        return None if row is None else row[0]
+
+    def check(self, report: CheckReport) -> None:
+        """Verify this part's tables and vector files (see :mod:`sigmavault.units.check`)."""
+        check_units(self.db, self.catalog, report)
 
     def exists(self, uids: Sequence[str]) -> set[str]:
         with self.db.read() as conn:
