@@ -142,6 +142,9 @@ def test_pruned_and_lossless_prefixes_are_keyed_apart(model: Any, vault_path: Pa
         assert (restored.prune, restored.kept, restored.tokens) == ("sink_window,ratio=0.5,sink=4", 48, N)
         restored = vault.kv.load_ref(model, vault.kv.save(model, ids[:, :N], cache, prune=None).ref)
         assert (restored.prune, restored.kept, restored.tokens) == (None, N, N)
+        assert vault.kv.load(model, ids).prune is None  # a lossless prefix as long wins over the pruned one
+        vault.kv.gc(verify=True, grace=0.0)  # a pruned entry is a valid chunk: checked, kept
+        assert vault.kv.load_ref(model, pruned_ref).kept == 48
         stats = vault.kv.stats()
         assert stats["pruned_hits"] == 1 and stats["disk"]["by_codec"]["native;prune=sink_window"]["tokens"] == N
 
