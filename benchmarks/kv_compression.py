@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     before = loadavg()
     model, tokenizer = tiny_llm.ensure(args.model, steps=args.steps)
+    model.set_attn_implementation("eager")  # h2o reads the model's attention weights
     info = json.loads((Path(args.model) / "tiny_llm.json").read_text())
     ids = sequence(tokenizer, args.tokens + args.heldout)
     context = ids[:, : args.tokens]

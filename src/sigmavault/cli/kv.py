@@ -136,7 +136,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise InvalidInput("kv evaluate needs torch and transformers: pip install 'sigmavault[kv]'") from None
     try:
         text = Path(args.text).read_text(encoding="utf-8")
-        model = AutoModelForCausalLM.from_pretrained(args.model, local_files_only=True).eval()  # type: ignore[no-untyped-call]
+        model = AutoModelForCausalLM.from_pretrained(
+            args.model, local_files_only=True, attn_implementation="eager"
+        ).eval()  # type: ignore[no-untyped-call]
         tokenizer = AutoTokenizer.from_pretrained(args.model, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot read the text or the model: {exc}") from None

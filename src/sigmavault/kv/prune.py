@@ -8,7 +8,7 @@ count), chosen without any future query:
 ``key_norm``     per layer and KV head, the tokens whose keys have the smallest L2 norm (kvpress's KnormPress).
 ``h2o``          per layer and KV head, half the budget to the most recent tokens and half to the heavy hitters:
                  the tokens with the most attention accumulated over the prefill, read from the model's own
-                 attention weights (eager attention, ``output_attentions``), as in H2O.
+                 attention weights (``output_attentions``; the model must run eager attention), as in H2O.
 
 Kept tokens keep their original positions: their keys were rotated by RoPE before they were cached, and the next
 token is at position ``n``, not at the cache length. Continue from a pruned cache with :func:`generate` (or pass
@@ -195,23 +195,24 @@ def _top(scores: Any, k: int) -> Any:
 
 def attention_scores(model: Any, input_ids: Any, n: int, kv_heads: int) -> list[Any]:
     """Per layer, ``[kv_heads, n]``: attention each token received, summed over all queries and the query heads
-    that share its KV head, from one prefill with the model's own eager attention.
+    that share its KV head, from one prefill with the model's own attention weights (``output_attentions``).
 
-    NOTE: this switches the model to eager attention for the one call and back (not thread-safe for a model
-    shared between threads), and holds every layer's attention weights at once: ``layers x heads x n^2`` floats.
+    The model must compute attention weights: load it with ``attn_implementation="eager"`` (or call
+    ``model.set_attn_implementation("eager")``), as kvpress's observed-attention press requires; sdpa and flash
+    kernels never materialise them. NOTE: every layer's weights are held at once, ``layers x heads x n^2`` floats.
     """
     import torch
 
-    if isinstance(model, type) or not hasattr(model, "set_attn_implementation"):
+    if not callable(model) or not hasattr(model, "config"):
         raise InvalidInput("the h2o policy needs the transformers model itself (it reads attention weights)")
     ids = ids_tensor(input_ids)[:, :n].to(model.device)
-    before = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        with torch.no_grad():
-            out = model(input_ids=ids, output_attentions=True, use_cache=False)
-    finally:
-        model.set_attn_implementation(before)
+    with torch.no_grad():
+        out = model(input_ids=ids, output_attentions=True, use_cache=False)
+    if not out.attentions or any(a is None for a in out.attentions):
+        raise InvalidInput(
+            "the h2o policy reads the model's attention weights, which this attention implementation does not "
+            "compute; load the model with attn_implementation='eager' (or call model.set_attn_implementation('eager'))"
+        )
     scores = []
     for attn in out.attentions:
         received = attn[0].float().sum(dim=1)  # [query heads, n]
