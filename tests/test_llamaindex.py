@@ -87,8 +87,10 @@ def test_add_query_and_round_trip(tmp_path: Path) -> None:
                          condition=FilterCondition.OR), {"n1", "n3"}),
         (MetadataFilters(filters=[
             MetadataFilter(key="tags", value="cs"),
-            MetadataFilters(filters=[MetadataFilter(key="author", value="alan"), MetadataFilter(key="year", value=1952)],
-                            condition=FilterCondition.OR),
+            MetadataFilters(
+                filters=[MetadataFilter(key="author", value="alan"), MetadataFilter(key="year", value=1952)],
+                condition=FilterCondition.OR,
+            ),
         ]), {"n2", "n3"}),
     ],
 )
