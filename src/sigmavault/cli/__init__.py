@@ -61,6 +61,7 @@ def _describe(exc: Exception) -> tuple[str, str]:
     """``(code, one-line message)`` for any error a verb raised, in the terms of a command line."""
     if isinstance(exc, VaultError):
         text = str(exc).replace("sigmavault.open(path)", "sigmavault init PATH")
+        text = text.replace("overwrite=True", "--overwrite")
         return exc.code, " ".join(text.split())
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""

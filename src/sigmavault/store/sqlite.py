@@ -88,26 +88,28 @@ class Database:
             raise Corrupted(f"{path}: not a readable SQLite database ({exc}); restore a backup") from exc
 
     def _connect(self, path: Path, readonly: bool, busy_timeout: float) -> sqlite3.Connection:
-        """The connection; read-only vaults open with ``mode=ro`` (nothing is created or changed).
+        """The connection. A read-only vault in a directory this process cannot write opens with
+        ``mode=ro`` (nothing is created), or as immutable where even that fails.
 
-        NOTE: a WAL database needs its ``-shm`` file, which a read-only directory cannot hold.
-        There, no writer can exist either, so the file is opened as immutable (a snapshot).
+        NOTE: a WAL database needs its ``-shm`` file, which a read-only directory cannot hold; there
+        no writer can exist either, so the file is read as an immutable snapshot. In a writable
+        directory a frozen vault opens as before (query_only): a ``mode=ro`` connection there would
+        leave ``-wal``/``-shm`` files behind that it may not remove on close.
         """
-        if not readonly:
-            return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+        def connect(target: str, uri: bool = False) -> sqlite3.Connection:
+            return sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+
+        if not readonly or os.access(path.parent, os.W_OK):
+            return connect(str(path))
         uri = path.resolve().as_uri()
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
-                               timeout=busy_timeout)
+        conn = connect(f"{uri}?mode=ro", uri=True)
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return conn
         except sqlite3.OperationalError:
             conn.close()
-            if os.access(path.parent, os.W_OK):
-                raise
         self.immutable = True
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False,
-                               timeout=busy_timeout)
+        return connect(f"{uri}?immutable=1", uri=True)
 
     # -- connection -------------------------------------------------------------------------
 
