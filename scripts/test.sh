@@ -2,6 +2,10 @@
 # Installs sigmavault with every extra into .venv (CPU torch first, so nothing pulls CUDA) and runs the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Debian packages the tests start for real (a loopback redis-server for the Redis KV tier).
+if [ "$(id -u)" = 0 ] && ! command -v redis-server >/dev/null; then
+    apt-get update -q && apt-get install -y -q redis-server
+fi
 python3 -m venv .venv
 .venv/bin/pip install --quiet torch==2.13.0
 .venv/bin/pip install --quiet -e '.[all]'

@@ -84,6 +84,14 @@ def _render_stats(data: dict[str, Any]) -> None:
         table.add_row(f"  {codec}", f"{entry['chunks']} chunks, {_size(entry['bytes'])}, {per_token:.0f} B/token")
     table.add_row("evictions", f"{data['ram_evictions']} from RAM, {data['disk_evictions']} from disk")
     table.add_row("corrupted chunks dropped", str(data["corrupted"]))
+    remote = data.get("remote", {})
+    if remote.get("enabled"):
+        table.add_row(
+            "remote tier (Redis)",
+            f"{remote['url']}: {remote['hits']} chunk hits, {remote['misses']} misses, "
+            f"{_size(remote['bytes_read'])} read, {_size(remote['bytes_written'])} written",
+        )
+        table.add_row("remote errors", f"{remote['errors']} errors, {remote['corrupted']} damaged values dropped")
     console().print(table)
 
 
