@@ -80,9 +80,10 @@ def model() -> Any:
     return tiny_model()
 
 
-def remote_vault(path: Path, url: str, **extra: Any) -> sv.Vault:
+def remote_vault(path: Path, url: str) -> sv.Vault:
+    """A vault on the Redis tier; a generous timeout, so a loaded test machine never looks like a slow Redis."""
     vault = sv.open(path)
-    vault.kv.configure(chunk_tokens=32, remote=url, remote_ttl="2h", remote_prefix="tenant-a", **extra)
+    vault.kv.configure(chunk_tokens=32, remote=url, remote_ttl="2h", remote_prefix="tenant-a", remote_timeout=10.0)
     return vault
 
 
@@ -93,7 +94,7 @@ from test_kv_model import greedy, prompt, tiny_model
 model = tiny_model()
 ids = prompt(100)
 with sv.open(sys.argv[1]) as vault:
-    vault.kv.configure(chunk_tokens=32, remote=sys.argv[2], remote_prefix="tenant-a")
+    vault.kv.configure(chunk_tokens=32, remote=sys.argv[2], remote_prefix="tenant-a", remote_timeout=10.0)
     cache, n = vault.kv.load(model, ids)
     output = greedy(model, ids, cache=cache)
     again, n2 = vault.kv.load(model, ids)   # now served by the local tiers it was promoted to
@@ -104,7 +105,7 @@ print(json.dumps({"n": n, "n2": n2, "same": output == greedy(model, ids), "remot
 
 
 def test_second_process_warm_starts_from_redis_with_identical_output(
-    model: Any, server: RedisServer, tmp_path: Path
+    model: Any, server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ids = prompt(100)
     with remote_vault(tmp_path / "a", server.url) as vault:
@@ -121,8 +122,10 @@ def test_second_process_warm_starts_from_redis_with_identical_output(
     assert out["remote"]["hits"] == 3 and out["remote"]["errors"] == 0 and out["remote"]["bytes_read"] > 0
     assert out["disk_chunks"] == 3 and out["n2"] == 96 and out["remote"]["hits"] == 3
 
-    code = main(["kv", "stats", str(tmp_path / "b"), "--json"])
-    assert code == 0
+    capsys.readouterr()
+    assert main(["kv", "stats", str(tmp_path / "b"), "--json"]) == 0
+    remote = json.loads(capsys.readouterr().out)["remote"]
+    assert (remote["hits"], remote["misses"], remote["errors"]) == (3, 0, 0) and remote["bytes_read"] > 0
 
 
 def test_damaged_or_partial_values_are_dropped_and_counted(model: Any, server: RedisServer, tmp_path: Path) -> None:
@@ -158,8 +161,9 @@ def _start_of(payload: bytes) -> int:
 
 def test_redis_down_or_frozen_degrades_to_local_tiers(model: Any, server: RedisServer, tmp_path: Path) -> None:
     ids, other = prompt(100), prompt(80, seed=5)
-    with remote_vault(tmp_path / "a", server.url, remote_timeout=0.2) as vault:
+    with remote_vault(tmp_path / "a", server.url) as vault:
         vault.kv.save(model, ids, prefill(model, ids))
+        vault.kv.configure(remote_timeout=0.2)
         os.kill(server.proc.pid, signal.SIGSTOP)  # slow: the server accepts nothing and answers nothing
         with pytest.warns(RuntimeWarning, match="Redis KV tier"):
             cache, n = vault.kv.load(model, other)
