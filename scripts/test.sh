@@ -2,9 +2,12 @@
 # Installs sigmavault with every extra into .venv (CPU torch first, so nothing pulls CUDA) and runs the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian packages the tests start for real (a loopback redis-server for the Redis KV tier).
-if [ "$(id -u)" = 0 ] && ! command -v redis-server >/dev/null; then
-    apt-get update -q && apt-get install -y -q redis-server
+# Debian packages the tests start for real, installed (one apt-get update) when root and missing:
+# redis-server (a loopback server for the Redis KV tier's tests).
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ "$(id -u)" = 0 ] && [ "${#need[@]}" -gt 0 ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
 python3 -m venv .venv
 .venv/bin/pip install --quiet torch==2.13.0
