@@ -14,7 +14,8 @@
     ├── ReadOnly
     ├── EmbedderUnavailable
     ├── BundleInvalid
-    └── EncryptionError
+    ├── EncryptionError
+    └── ShardUnavailable
 
 Each message says what was wrong and, where there is one, what to do about it. Every class carries a
 stable string ``code`` (``"not_found"``, ``"invalid_input"`` …) that faces put in their JSON errors;
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "ReadOnly",
+    "ShardUnavailable",
     "VaultClosed",
     "VaultError",
     "VaultLocked",
@@ -123,3 +125,16 @@ class EncryptionError(VaultError):
     """An encrypted vault got no key or the wrong key, or encryption is unavailable."""
 
     code = "encryption_error"
+
+
+class ShardUnavailable(VaultError):
+    """A shard of a sharded collection failed or did not answer in time; ``shards`` names them."""
+
+    code = "shard_unavailable"
+
+    def __init__(self, message: str, shards: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.shards = list(shards or [])
+
+    def __reduce__(self) -> tuple[type[ShardUnavailable], tuple[str, list[str]]]:
+        return (type(self), (str(self), self.shards))
