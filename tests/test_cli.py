@@ -182,3 +182,17 @@ def test_update_delete_drop_verbs_and_plain_output(tmp_path: Path, capsys: pytes
     assert data == {"dropped": "docs", "units": 1}
     with sv.open(vault) as v:
         assert v.collections() == []
+
+
+def test_the_cli_says_when_the_embedding_model_loads(tmp_path: Path) -> None:
+    from conftest import python_env
+
+    vault = str(tmp_path / "v")
+    runs = [
+        subprocess.run([sys.executable, "-m", "sigmavault", *argv], capture_output=True, text=True,
+                       env=python_env(), timeout=300, check=False)
+        for argv in (["add", vault, "Water boils at 100 degrees."], ["search", vault, "boil", "--json"])
+    ]
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    assert runs[0].stderr == "loading the embedding model…\n"
+    assert runs[1].stderr == "" and json.loads(runs[1].stdout)[0]["text"] == "Water boils at 100 degrees."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sigmavault.cli.output import (
     progress_bar,
     terminal_progress,
 )
+from sigmavault.embed import MiniLM
 from sigmavault.errors import InvalidInput, NotFound
 
 
@@ -114,6 +116,13 @@ def _open(args: argparse.Namespace, *, create: bool = False, read: bool = False)
     return sv.open(args.path, create=create, frozen=frozen, progress=progress)
 
 
+def _note_model(args: argparse.Namespace, col: sv.Collection, *, embeds: bool = True) -> sv.Collection:
+    """Say on stderr that the default embedding model is loading (it takes seconds, and is silent)."""
+    if embeds and isinstance(col.embedder, MiniLM) and not col.embedder.loaded and not getattr(args, "json", False):
+        print("loading the embedding model…", file=sys.stderr, flush=True)
+    return col
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     existed = (Path(args.path) / "vault.db").exists()
     with _open(args, create=True) as vault:
@@ -127,7 +136,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     if not isinstance(meta, dict):
         raise InvalidInput("--meta must be a JSON object")
     with _open(args, create=True) as vault:
-        ids = vault.collection(args.collection).add(
+        ids = _note_model(args, vault.collection(args.collection)).add(
             args.texts, ids=args.ids, metadata=meta, parent_id=args.parent, conversation_id=args.conversation
         )
     emit(args, {"ids": ids}, lambda d: console().print("\n".join(d["ids"])))
@@ -172,7 +181,8 @@ def _metadata(doc: dict[str, Any]) -> dict[str, Any]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     docs = [{**d, "metadata": _metadata(d)} for d in read_documents(Path(args.source))]
     with _open(args, create=True) as vault, progress_bar("ingesting", len(docs), enabled=not args.json) as update:
-        counts = vault.collection(args.collection).ingest(docs, batch_size=max(1, args.batch), progress=update)
+        col = _note_model(args, vault.collection(args.collection), embeds=bool(docs))
+        counts = col.ingest(docs, batch_size=max(1, args.batch), progress=update)
     emit(args, {**counts, "collection": args.collection},
          lambda d: console().print(
              f"added {d['added']}, replaced {d['replaced']}, unchanged {d['unchanged']} in {d['collection']!r}"
@@ -183,7 +193,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     where = parse_json_arg(args.where, "--where")
     with _open(args, read=True) as vault:
-        hits = vault.collection(args.collection, create=False).search(args.query, k=args.k, mode=args.mode, where=where)
+        col = _note_model(args, vault.collection(args.collection, create=False), embeds=args.mode != "text")
+        hits = col.search(args.query, k=args.k, mode=args.mode, where=where)
 
     def render(found: list[sv.Hit]) -> None:
         from rich.table import Table
