@@ -201,15 +201,17 @@ class Database:
         with self._lock:
             conn = self.conn
             outer = not (self._depth or conn.in_transaction)
-            if outer:
-                conn.execute("BEGIN")
             try:
-                yield conn
+                # NOTE: BEGIN and COMMIT inside the try: a damaged page can fail either of them.
+                if outer:
+                    conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if outer and conn.in_transaction:
+                        conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
-            finally:
-                if outer and conn.in_transaction:
-                    conn.execute("COMMIT")
 
     def _translate(self, exc: sqlite3.Error) -> VaultError:
         if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sigmavault.errors import EncryptionError, InvalidInput, NotFound, VaultLocked
+from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError, VaultLocked
 from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.types import State, Unit, Vector
@@ -38,7 +38,7 @@ __all__ = ["NewUnits", "UnitStore", "new_ids"]
 
 _UNIT_COLS = (
     "u.uid, c.name, u.text, u.metadata, u.kind, u.state, u.created_at, u.accessed_at, u.access_count, "
-    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id"
+    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id, c.watermark"
 )
 _FROM = "FROM units u JOIN collections c ON c.id = u.collection_id"
 _ACCESS_FLUSH_COUNT = 2048
@@ -170,9 +170,11 @@ class UnitStore:
             if writer is not None:
                 writer.result()
             conn.execute("UPDATE collections SET watermark = ? WHERE id = ?", (start + n, cid))
-        self.catalog.committed(st, start + n)
-        st.codes[start : start + n] = 1
-        st.hashes[start : start + n] = sigs
+            # NOTE: the cache moves inside the transaction, under the write lock, so writer threads
+            # never grow it at once; if the commit fails, guard() drops it (it reloads from SQLite).
+            self.catalog.committed(st, start + n)
+            st.codes[start : start + n] = 1
+            st.hashes[start : start + n] = sigs
         return list(batch.ids)
 
     def _insert(
@@ -274,15 +276,15 @@ class UnitStore:
                 conn.execute("UPDATE collections SET watermark = ? WHERE id = ?", (new_row + 1, cid))
             if sets:
                 conn.execute(f"UPDATE units SET {', '.join(sets)} WHERE rid = ?", (*params, rid))
-        code = STATE_CODES[state] if state is not None else STATE_CODES[State(old_state)]
-        if new_row is not None:
-            self.catalog.committed(st, new_row + 1)
-            if vec_row is not None:
-                st.codes[vec_row] = 0
-            st.codes[new_row] = code
-            st.hashes[new_row] = sig
-        elif vec_row is not None:
-            st.codes[vec_row] = code
+            code = STATE_CODES[state] if state is not None else STATE_CODES[State(old_state)]
+            if new_row is not None:
+                self.catalog.committed(st, new_row + 1)
+                if vec_row is not None:
+                    st.codes[vec_row] = 0
+                st.codes[new_row] = code
+                st.hashes[new_row] = sig
+            elif vec_row is not None:
+                st.codes[vec_row] = code
 
     def restore_history(self, cid: int, items: Sequence[tuple[str, State, float, float, int]]) -> None:
         """Set ``(id, state, created_at, accessed_at, access_count)`` of units brought from another store.
@@ -298,9 +300,9 @@ class UnitStore:
             rows = conn.execute(
                 "SELECT vec_row, state FROM units WHERE collection_id = ? AND vec_row IS NOT NULL", (cid,)
             ).fetchall()
-        st = self.catalog.state(cid)
-        for vec_row, state in rows:
-            st.codes[vec_row] = STATE_CODES[_STATES[state]]
+            st = self.catalog.state(cid)
+            for vec_row, state in rows:
+                st.codes[vec_row] = STATE_CODES[_STATES[state]]
 
     def vector_rows(self, cid: int) -> dict[str, int]:
         """``id -> vector row`` of every unit of ``cid`` with a vector (bulk checks, e.g. after a migration)."""
@@ -327,10 +329,9 @@ class UnitStore:
                 conn.execute("UPDATE units SET parent_id = ? WHERE parent_id = ?", (parent, uid))
                 conn.execute("DELETE FROM units WHERE rid = ?", (rid,))
                 removed.append((cid, vec_row))
-        for cid, vec_row in removed:
-            if vec_row is not None:
-                st = self.catalog.state(cid)
-                st.codes[vec_row] = 0
+            for cid, vec_row in removed:
+                if vec_row is not None:
+                    self.catalog.state(cid).codes[vec_row] = 0
         with self._plock:
             for uid in uids:
                 self._pending.pop(uid, None)
@@ -444,21 +445,46 @@ class UnitStore:
         return {r[0]: int(r[1]) for r in rows}
 
     def _unit(self, r: Sequence[Any], *, vector: bool) -> Unit:
+        try:
+            return self._decode(r, vector=vector)
+        except VaultError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, OverflowError, UnicodeError) as exc:
+            # NOTE: a row that does not decode (an unknown state, metadata that is not JSON, a text
+            # that is neither str nor a sealed blob) is damage on disk, not a caller's mistake.
+            raise Corrupted(
+                f"unit {r[0]!r}: its stored record is damaged ({type(exc).__name__}: {exc}); run `sigmavault check`"
+            ) from exc
+
+    def _decode(self, r: Sequence[Any], *, vector: bool) -> Unit:
         count, seen = r[8], r[7]
         pending = self._pending.get(r[0])
         if pending is not None:
             count, seen = count + pending[0], max(seen, pending[1])
         vec = None
         if vector and r[13] is not None:
-            st = self.catalog.state(r[14])
-            vec = np.array(st.matrix()[r[13]])
+            vec = self._vector(r[0], r[14], r[13], r[15])
+        text = r[2]
+        if text is not None and type(text) is not str:
+            text = self._open(r[0], "text", text)
         return Unit(
-            id=r[0], collection=r[1], text=r[2] if type(r[2]) is not bytes else self._open(r[0], "text", r[2]),
-            metadata=self._meta(r[0], r[3]),
+            id=r[0], collection=r[1], text=text, metadata=self._meta(r[0], r[3]),
             kind=r[4], state=_STATES[r[5]],
             created_at=r[6], accessed_at=seen, access_count=count, conversation_id=r[9], parent_id=r[10],
             semantic_hash=r[11] & _U64, kv_ref=r[12], vector=vec,
         )
+
+    def _vector(self, uid: str, cid: int, row: int, watermark: int) -> Vector:
+        """The stored vector of one unit, read from the same snapshot as its record."""
+        if not isinstance(row, int) or not 0 <= row < watermark:
+            raise Corrupted(
+                f"unit {uid!r}: its vector row {row!r} lies outside the {watermark} committed rows of its "
+                "collection; run `sigmavault check`"
+            )
+        st = self.catalog.state(cid)
+        # NOTE: the cache is at least as new as the record just read: this process moves it inside its
+        # own write transactions, and state() reloads it when another process has committed since.
+        return self.catalog.row_vector(st, row)
 
     # -- access statistics ------------------------------------------------------------------
 
