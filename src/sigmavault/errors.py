@@ -14,7 +14,9 @@
     ├── ReadOnly
     ├── EmbedderUnavailable
     ├── BundleInvalid
-    └── EncryptionError
+    ├── EncryptionError
+    └── StorageError            (an operating-system I/O error while writing or reading files)
+        └── StorageFull         (the disk or quota is full: errno ENOSPC / EDQUOT)
 
 Each message says what was wrong and, where there is one, what to do about it. Every class carries a
 stable string ``code`` (``"not_found"``, ``"invalid_input"`` …) that faces put in their JSON errors;
@@ -34,6 +36,8 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "ReadOnly",
+    "StorageError",
+    "StorageFull",
     "VaultClosed",
     "VaultError",
     "VaultLocked",
@@ -123,3 +127,18 @@ class EncryptionError(VaultError):
     """An encrypted vault got no key or the wrong key, or encryption is unavailable."""
 
     code = "encryption_error"
+
+
+class StorageError(VaultError):
+    """The operating system refused an I/O operation on the vault's files (permissions, I/O error).
+
+    The write that raised it did not happen; what was acknowledged before is intact.
+    """
+
+    code = "storage_error"
+
+
+class StorageFull(StorageError):
+    """The disk (or the user's quota) is full; free space and retry: nothing acknowledged was lost."""
+
+    code = "storage_full"

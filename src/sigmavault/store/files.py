@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from sigmavault.store.ioerrors import io_errors, storage_error
 from sigmavault.store.vectors import fsync_dir
 
 __all__ = [
@@ -47,13 +48,14 @@ def temp_path(path: Path) -> Iterator[Path]:
 
 def publish(tmp: Path, path: Path) -> None:
     """Make the finished ``tmp`` durable under the name ``path`` (fsync, rename, fsync the directory)."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with io_errors(path, "publishing a file"):
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -70,18 +72,21 @@ def file_digest(path: Path) -> tuple[int, str]:
 @contextmanager
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """Yield a binary file that appears at ``path`` whole, and durably, only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(exc, path, "writing a file") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
 
 
 def open_read(path: Path) -> BinaryIO:
