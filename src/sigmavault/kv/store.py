@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from sigmavault import validate
 from sigmavault.errors import Corrupted, InvalidInput, NotFound, ReadOnly, VaultError
 from sigmavault.kv.arrays import KVArrays, concat
 from sigmavault.kv.chunkfile import Chunk, decode_chunk, encode_chunk, read_chunk, write_chunk
@@ -143,9 +144,7 @@ class KVStore:
         if disk_bytes is not _UNSET:
             changes["disk_bytes"] = None if disk_bytes is None else _non_negative(disk_bytes, "disk_bytes")
         if policy is not None:
-            if policy not in POLICIES:
-                raise InvalidInput(f"unknown eviction policy {policy!r}; use one of {', '.join(POLICIES)}")
-            changes["policy"] = policy
+            changes["policy"] = validate.choice(policy, "policy (eviction policy)", POLICIES)
         with self._lock:
             self._config = replace(self._config, **changes)
             self._ram.reconfigure(budget=self._config.ram_bytes, policy=self._config.policy)
@@ -176,6 +175,8 @@ class KVStore:
         self, fingerprint: Fingerprint, input_ids: Any, kv: KVArrays, *, codec: str | Codec | None = None
     ) -> Saved:
         """``save`` for runtimes without torch: ``kv`` holds ``[layers, heads, tokens, head_dim]`` arrays."""
+        _need(fingerprint, Fingerprint, "fingerprint")
+        _need(kv, KVArrays, "kv")
         want = (fingerprint.layers, fingerprint.kv_heads, fingerprint.head_dim)
         got = (kv.keys.shape[0], kv.keys.shape[1], kv.keys.shape[3])
         if got != want or kv.dtype != fingerprint.dtype:
@@ -263,6 +264,7 @@ class KVStore:
         self, fingerprint: Fingerprint, input_ids: Any, *, codec: str | Codec | None = None
     ) -> tuple[KVArrays | None, int]:
         """``load`` without torch: the KV arrays of the longest stored prefix (``None`` on a miss)."""
+        _need(fingerprint, Fingerprint, "fingerprint")
         parts, n = self._load_parts(fingerprint, input_ids, codec)
         return (concat(parts).span(0, n), n) if n else (None, 0)
 
@@ -309,6 +311,7 @@ class KVStore:
 
     def load_ref_arrays(self, fingerprint: Fingerprint, ref: Any) -> tuple[KVArrays, list[int], str]:
         """``load_ref`` without torch: ``(kv, token_ids, ref)``."""
+        _need(fingerprint, Fingerprint, "fingerprint")
         if not isinstance(ref, str) and hasattr(ref, "kv_ref"):
             if ref.kv_ref is None:
                 raise NotFound(f"unit {getattr(ref, 'id', '?')!r} has no kv_ref; save its KV and set kv_ref first")
@@ -501,6 +504,7 @@ class KVStore:
         and orphan files older than ``grace`` seconds; enforce the disk budget."""
         from sigmavault.kv.maintenance import collect
 
+        validate.flag(verify, "verify"), validate.number(grace, "grace", lo=0.0)
         self._writable()
         with self._lock:
             self.flush()
@@ -563,15 +567,16 @@ def _fingerprint(model: Any) -> Fingerprint:
 
 
 def _positive(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return validate.integer(value, name, lo=1, hi=1 << 30)  # type: ignore[no-any-return]
 
 
 def _non_negative(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidInput(f"{name} must be a number of bytes >= 0, got {value!r}")
-    return value
+    return validate.integer(value, f"{name} (bytes)", lo=0, hi=1 << 62)  # type: ignore[no-any-return]
+
+
+def _need(value: Any, kind: type, name: str) -> None:
+    if not isinstance(value, kind):
+        raise InvalidInput(f"{name} must be a {kind.__name__}, got {validate.show(value)}")
 
 
 def _config_from(settings: dict[str, Any]) -> KVConfig:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from sigmavault import validate
 from sigmavault.embed import as_embedder, check_matrix
 from sigmavault.errors import Corrupted, EmbedderUnavailable, InvalidInput, NotFound, ReadOnly, VaultClosed, VaultError
 from sigmavault.store import Database
@@ -219,6 +220,7 @@ class Witness:
         Embedder: the one that made the stored embeddings), ``vector``, or ``request_id`` (that
         entry's own embedding; the entry itself is left out). Exact search over all candidates.
         """
+        validate.choice(on, "on", ("query", "response")), validate.integer(k, "k", lo=1)
         given = [p for p in (text, vector, request_id) if p is not None]
         if len(given) != 1:
             raise InvalidInput("similar() needs exactly one probe: text=..., vector=... or request_id=...")
@@ -332,7 +334,8 @@ class Witness:
 
     def read_archive(self, name: str, *, embeddings: bool = False) -> Iterator[WitnessEntry]:
         """The entries of an archive file (a name from ``archives()`` or a path), in order."""
-        path = archive.archive_path(self._root, name)
+        validate.flag(embeddings, "embeddings")
+        path = archive.archive_path(self._root, validate.path(name, "name"))
         if self._ready and path.parent == self._root / archive.ARCHIVE_DIR:
             self._verify_recorded(path)
         for row in archive.read_rows(path):
