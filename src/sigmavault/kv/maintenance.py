@@ -5,6 +5,7 @@ These walk every row and file, so they live apart from the hot save/load path in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,7 @@ def collect(
         "dropped_unreachable": 0,
         "orphan_files": 0,
         "evicted": 0,
+        "damage_acknowledged": 0,
         "bytes_freed": 0,
     }
     bad: list[ChunkRow] = []
@@ -103,6 +105,10 @@ def collect(
             if remove_blob(path):
                 out["orphan_files"] += 1
                 out["bytes_freed"] += size
+    # NOTE: the damaged chunks noted while serving were dropped then; this gc has now checked
+    # the rest, so the noted damage is repaired (the prefixes are recomputed on their next save).
+    out["damage_acknowledged"] = store._index.clear_damage() + len(store._damage_seen)
+    store._damage_seen.clear()
     budget = store.config.disk_bytes
     if budget is not None:
         victims = store._commit([], budget, keep=frozenset())
@@ -118,6 +124,15 @@ def _files(directory: Path) -> list[Path]:
 
 
 def verify(store: KVStore, report: CheckReport) -> None:
+    noted = {**{k: (t, r) for k, t, r in store._index.damage()}, **store._damage_seen}
+    for key, (found_at, reason) in sorted(noted.items(), key=lambda kv: kv[1][0])[:_MAX_LISTED]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(found_at))
+        report.problems.append(
+            f"kv: chunk {key.hex()[:16]} was found damaged while serving at {when} ({reason}) and dropped; "
+            "`sigmavault kv gc --verify PATH` checks the rest and clears this report"
+        )
+    if len(noted) > _MAX_LISTED:
+        report.problems.append(f"kv: {len(noted) - _MAX_LISTED} more chunks were found damaged while serving")
     if not store._index.ready:
         return
     bad = 0

@@ -110,6 +110,7 @@ class KVStore:
         self._ram = RamTier(self._config.ram_bytes, self._config.policy)
         self._touches: dict[bytes, tuple[float, int]] = {}
         self._pending: Counter[str] = Counter()
+        self._damage_seen: dict[bytes, tuple[float, str]] = {}  # read-only vaults: damage noted in memory
         self._session: Counter[str] = Counter()
         self._flushed_at = time.monotonic()
         self._pool: ThreadPoolExecutor | None = None
@@ -385,7 +386,7 @@ class KVStore:
         stamp = time.time()
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, Corrupted):
-                self._drop(row)
+                self._drop(row, str(result))
                 break
             tier, payload, chunk = result
             self._bump(tier)
@@ -409,14 +410,21 @@ class KVStore:
             raise Corrupted(f"KV chunk {row.key.hex()} does not match its index row")
         return tier, payload, chunk
 
-    def _drop(self, row: ChunkRow) -> None:
-        """Forget a damaged chunk everywhere; the caller recomputes it and may save it again."""
+    def _drop(self, row: ChunkRow, reason: str) -> None:
+        """Forget a damaged chunk everywhere, and remember the damage for ``check()`` until ``gc``.
+
+        The caller recomputes the chunk and may save it again; a read-only vault remembers the
+        damage in this process only (it cannot write).
+        """
         self._bump("corrupted")
         self._ram.discard(row.key)
+        now = time.time()
         if self._db.readonly or not self._index.ready:
+            self._damage_seen[row.key] = (now, reason)
             return
         with self._db.write():
             self._index.delete([row.key])
+            self._index.note_damage(row.key, reason, now)
         remove_blob(self._path(row.key))
 
     def _cache(self, key: bytes, payload: bytes, tokens: int) -> None:
