@@ -28,7 +28,7 @@ def run_checks(db: Database, catalog: Catalog, units: UnitStore, graph: GraphSto
         return report  # NOTE: the rules below read tables that SQLite just said are damaged.
     _check_fts(db, report)
     for name in catalog.names():
-        _check_collection(db, catalog, name, report)
+        _check_collection(db, catalog, units, name, report)
     live = {r[0] for r in db.all("SELECT uid FROM units")}
     for src, dst, kind in graph.dangling(live)[:20]:
         report.problems.append(f"graph: edge {src} -[{kind}]-> {dst} points at a unit that does not exist")
@@ -61,7 +61,7 @@ def _check_fts(db: Database, report: CheckReport) -> None:
         report.problems.append(f"fts: full-text index does not match the unit texts ({exc}); rebuild it")
 
 
-def _check_collection(db: Database, catalog: Catalog, name: str, report: CheckReport) -> None:
+def _check_collection(db: Database, catalog: Catalog, units: UnitStore, name: str, report: CheckReport) -> None:
     info = catalog.find(name)
     if info is None or not info.dim:
         return
@@ -111,3 +111,16 @@ def _check_collection(db: Database, catalog: Catalog, name: str, report: CheckRe
             f"{name}: {bad} vectors no longer match their stored semantic hash (first: unit {first}); "
             "the vector file was modified outside sigmavault"
         )
+    _check_checksums(units, info.id, name, matrix, report)
+
+
+def _check_checksums(units: UnitStore, cid: int, name: str, matrix: np.ndarray, report: CheckReport) -> None:
+    """Every vector row against its CRC32: finds the flips the semantic hash (64 signs) cannot see."""
+    bad, first, unchecked = units.verify_vectors(cid, matrix)
+    if bad:
+        report.problems.append(
+            f"{name}: {bad} vector rows fail their checksum (first: unit {first}); the vector file is damaged: "
+            "restore it from a bundle"
+        )
+    if unchecked:
+        report.notes.append(f"{name}: {unchecked} vector rows predate checksums and are checked by semantic hash only")

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError, VaultLocked
 from sigmavault.index import signatures
 from sigmavault.store import Database
+from sigmavault.store.vectors import row_crcs
 from sigmavault.types import State, Unit, Vector
 from sigmavault.units.catalog import STATE_CODES, Catalog
 
@@ -38,7 +39,7 @@ __all__ = ["NewUnits", "UnitStore", "new_ids"]
 
 _UNIT_COLS = (
     "u.uid, c.name, u.text, u.metadata, u.kind, u.state, u.created_at, u.accessed_at, u.access_count, "
-    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id, c.watermark"
+    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id, c.watermark, u.vec_crc"
 )
 _FROM = "FROM units u JOIN collections c ON c.id = u.collection_id"
 _ACCESS_FLUSH_COUNT = 2048
@@ -184,18 +185,19 @@ class UnitStore:
         """Insert the rows of a validated batch (and their text index); returns their signatures."""
         n = len(batch.ids)
         sigs = signatures(batch.vectors, planes)
+        crcs = row_crcs(batch.vectors)
         rid0 = int(conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM units").fetchone()[0])
         rows = zip(
             range(rid0, rid0 + n), batch.ids, range(start, start + n), texts, metas, batch.kinds,
-            batch.conversation_ids, batch.parent_ids, sigs.view(np.int64).tolist(), batch.kv_refs,
+            batch.conversation_ids, batch.parent_ids, sigs.view(np.int64).tolist(), batch.kv_refs, crcs,
             strict=True,
         )
         try:
             # NOTE: the UNIQUE index is the duplicate check; asking first costs a query per 900 ids.
             conn.executemany(
                 "INSERT INTO units (rid, uid, vec_row, text, metadata, kind, conversation_id, parent_id, "
-                f"semantic_hash, kv_ref, collection_id, state, created_at, accessed_at) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {int(cid)}, 'active', {now!r}, {now!r})",
+                f"semantic_hash, kv_ref, vec_crc, collection_id, state, created_at, accessed_at) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {int(cid)}, 'active', {now!r}, {now!r})",
                 rows,
             )
         except sqlite3.IntegrityError:
@@ -271,8 +273,8 @@ class UnitStore:
                 assert st.planes is not None
                 sig = signatures(vector, st.planes)[0]
                 vf.write_rows(new_row, vector)
-                sets += ["vec_row = ?", "semantic_hash = ?"]
-                params += [new_row, int(sig.view(np.int64))]
+                sets += ["vec_row = ?", "semantic_hash = ?", "vec_crc = ?"]
+                params += [new_row, int(sig.view(np.int64)), row_crcs(vector)[0]]
                 conn.execute("UPDATE collections SET watermark = ? WHERE id = ?", (new_row + 1, cid))
             if sets:
                 conn.execute(f"UPDATE units SET {', '.join(sets)} WHERE rid = ?", (*params, rid))
@@ -360,18 +362,64 @@ class UnitStore:
         with self.db.read() as conn:
             return _existing(conn, list(uids))
 
-    def by_rows(self, cid: int, rows: Sequence[int]) -> dict[int, tuple[str, str | None, dict[str, Any]]]:
-        """``vec_row -> (id, text, metadata)`` for search hits."""
+    def by_rows(
+        self, cid: int, rows: Sequence[int], *, matrix: Vector | None = None
+    ) -> dict[int, tuple[str, str | None, dict[str, Any]]]:
+        """``vec_row -> (id, text, metadata)`` for search hits.
+
+        With ``matrix`` (the rows the search scored), each hit's vector is checked against its
+        stored CRC32 first: a score computed from a damaged row is never handed out.
+        """
         if not len(rows):
             return {}
         marks = ",".join("?" * len(rows))
         found = self.db.all(
-            f"SELECT vec_row, uid, text, metadata FROM units WHERE collection_id = ? AND vec_row IN ({marks})",
+            f"SELECT vec_row, uid, text, metadata, vec_crc FROM units WHERE collection_id = ? AND vec_row IN ({marks})",
             (cid, *[int(r) for r in rows]),
         )
-        if self.db.cipher is not None:
-            return {r[0]: (r[1], self._open(r[1], "text", r[2]), self._meta(r[1], r[3])) for r in found}
-        return {r[0]: (r[1], r[2], json.loads(r[3])) for r in found}
+        if matrix is not None:
+            self._verify_hits(matrix, found)
+        try:
+            if self.db.cipher is not None:
+                return {r[0]: (r[1], self._open(r[1], "text", r[2]), self._meta(r[1], r[3])) for r in found}
+            return {r[0]: (r[1], r[2], json.loads(r[3])) for r in found}
+        except (ValueError, TypeError) as exc:
+            raise Corrupted(f"a unit record of a search hit is damaged ({exc}); run `sigmavault check`") from exc
+
+    def _verify_hits(self, matrix: Vector, found: Sequence[Sequence[Any]]) -> None:
+        checked = [r for r in found if r[4] is not None and 0 <= r[0] < len(matrix)]
+        if not checked:
+            return
+        crcs = row_crcs(matrix[[r[0] for r in checked]])
+        for r, crc in zip(checked, crcs, strict=True):
+            if crc != r[4]:
+                raise Corrupted(
+                    f"unit {r[1]!r}: its vector (row {r[0]}) fails its checksum, so its score cannot be trusted; "
+                    "run `sigmavault check` and restore from a bundle"
+                )
+
+    def verify_vectors(self, cid: int, matrix: Vector) -> tuple[int, str | None, int]:
+        """Check every unit's vector row of ``cid`` against its CRC32 (``check()``, in full).
+
+        Returns ``(damaged rows, first damaged unit id, rows without a checksum)``.
+        """
+        bad, first, unchecked, last = 0, None, 0, 0
+        while True:
+            found = self.db.all(
+                "SELECT rid, vec_row, vec_crc, uid FROM units WHERE +collection_id = ? AND rid > ? "
+                "AND vec_row IS NOT NULL ORDER BY rid LIMIT 65536",
+                (cid, last),
+            )
+            if not found:
+                return bad, first, unchecked
+            last = found[-1][0]
+            known = [r for r in found if r[2] is not None and 0 <= r[1] < len(matrix)]
+            unchecked += len(found) - len(known)
+            crcs = row_crcs(matrix[[r[1] for r in known]]) if known else []
+            for r, crc in zip(known, crcs, strict=True):
+                if crc != r[2]:
+                    bad += 1
+                    first = first or r[3]
 
     def iter_units(
         self, *, cid: int | None = None, where_sql: str = "1", params: Sequence[Any] = (), batch: int = 4096
@@ -463,7 +511,7 @@ class UnitStore:
             count, seen = count + pending[0], max(seen, pending[1])
         vec = None
         if vector and r[13] is not None:
-            vec = self._vector(r[0], r[14], r[13], r[15])
+            vec = self._vector(r[0], r[14], r[13], r[15], r[16])
         text = r[2]
         if text is not None and type(text) is not str:
             text = self._open(r[0], "text", text)
@@ -474,7 +522,7 @@ class UnitStore:
             semantic_hash=r[11] & _U64, kv_ref=r[12], vector=vec,
         )
 
-    def _vector(self, uid: str, cid: int, row: int, watermark: int) -> Vector:
+    def _vector(self, uid: str, cid: int, row: int, watermark: int, crc: int | None) -> Vector:
         """The stored vector of one unit, read from the same snapshot as its record."""
         if not isinstance(row, int) or not 0 <= row < watermark:
             raise Corrupted(
@@ -484,7 +532,13 @@ class UnitStore:
         st = self.catalog.state(cid)
         # NOTE: the cache is at least as new as the record just read: this process moves it inside its
         # own write transactions, and state() reloads it when another process has committed since.
-        return self.catalog.row_vector(st, row)
+        vec = self.catalog.row_vector(st, row)
+        if crc is not None and row_crcs(vec[None, :])[0] != crc:
+            raise Corrupted(
+                f"unit {uid!r}: its vector (row {row} of {st.info.name!r}) fails its checksum; the vector file "
+                "was damaged: run `sigmavault check` and restore from a bundle"
+            )
+        return vec
 
     # -- access statistics ------------------------------------------------------------------
 

@@ -49,4 +49,8 @@ MIGRATIONS: list[Migration] = [
             text, content='units_text', content_rowid='rid', tokenize='porter unicode61'
         )""",
     ],
+    # CRC32 of the unit's float32 vector row as written (NULL: written before checksums existed).
+    # Kept in SQLite beside the watermark: it commits atomically with the row it describes and
+    # costs no extra fsync, which a side file beside the vector file would.
+    ["ALTER TABLE units ADD COLUMN vec_crc INTEGER"],
 ]

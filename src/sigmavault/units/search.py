@@ -167,8 +167,9 @@ class SearchEngine:
         """Hits for every query, with one lookup per chunk of rows (not one per query)."""
         wanted = np.unique(rows[rows >= 0]).tolist()
         info: dict[int, tuple[str, str | None, dict[str, Any]]] = {}
+        matrix = self.catalog.state(cid).matrix()
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
-            info.update(self.units.by_rows(cid, wanted[start : start + _LOOKUP_CHUNK]))
+            info.update(self.units.by_rows(cid, wanted[start : start + _LOOKUP_CHUNK], matrix=matrix))
         out: list[list[Hit]] = []
         touched: list[str] = []
         for s_row, r_row in zip(scores.tolist(), rows.tolist(), strict=True):
