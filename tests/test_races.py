@@ -4,6 +4,7 @@ ValueError, and every hit must be a unit that is really there."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -23,10 +24,8 @@ def _reader(col: sv.Collection, stop: threading.Event, errors: list[BaseExceptio
                 hits = col.search(q, k=5, where=where)
                 seen.append(len(hits))
                 for h in hits:
-                    try:
+                    with contextlib.suppress(sv.NotFound):  # documented: deleted by the writer since the search
                         assert col.get(h.id, touch=False).vector is not None
-                    except sv.NotFound:  # documented: the writer deleted it since the search
-                        pass
             col.search_batch(np.ones((2, 16), dtype=np.float32), k=3, where={"x": 1}, states="all")
             col.find_similar(np.ones(16, dtype=np.float32), threshold=0.5, k=3)
     except BaseException as exc:  # NOTE: handed to the test thread, which fails with it
