@@ -256,7 +256,12 @@ class Catalog:
                 "WHERE collection_id = ? AND vec_row IS NOT NULL",
                 (cid,),
             )
-            arr = np.fromiter(cur, dtype=np.dtype((np.int64, 3)))
+            try:
+                arr = np.fromiter(cur, dtype=np.dtype((np.int64, 3)))
+            except (TypeError, ValueError, OverflowError) as exc:  # NOTE: an unknown state maps to NULL
+                raise Corrupted(
+                    f"collection {info.name!r}: a unit record is damaged ({exc}); run `sigmavault check`"
+                ) from exc
         if len(arr):
             if arr[:, 0].max() >= info.watermark or arr[:, 0].min() < 0:
                 raise Corrupted(f"collection {info.name!r}: a unit points past the vector watermark; run check")
