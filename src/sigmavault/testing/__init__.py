@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and demos (not imported by the library itself)."""
