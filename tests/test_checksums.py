@@ -45,3 +45,28 @@ def test_every_flipped_bit_in_a_vector_row_is_found(tmp_path: Path, trial: int) 
                 col.search(probe, k=30)  # every row is a hit: the damaged one must not be scored silently
         others = [u for i, u in enumerate(ids) if i != row]
         assert all(col.get(u, touch=False).vector is not None for u in others)
+
+
+def test_a_flipped_value_inside_a_unit_record_is_found(tmp_path: Path) -> None:
+    """SQLite checks page structure, not values: the record checksum finds a changed kind or metadata."""
+    path = tmp_path / "v"
+    with sv.open(path) as vault:
+        col = vault.collection("c", embedder=None)
+        ids = col.add(vectors=np.eye(3, DIM) + 0.1, texts=["a", "b", "c"], kind=["unit", "zqxkindmarker", "unit"],
+                      metadata=[{}, {"tag": "zqxmetamarker"}, {}])
+    data = (path / "vault.db").read_bytes()
+    for marker in (b"zqxkindmarker", b"zqxmetamarker"):
+        assert data.count(marker) == 1
+        broken = tmp_path / marker.decode()
+        broken.mkdir()
+        (broken / "vault.db").write_bytes(data.replace(marker, marker.replace(b"zqx", b"zqy")))
+        for name in ("vectors",):
+            (broken / name).mkdir()
+            for f in (path / name).iterdir():
+                (broken / name / f.name).write_bytes(f.read_bytes())
+        with sv.open(broken) as vault:
+            report = vault.check()
+            assert any("records fail their checksum" in p for p in report.problems), report
+            with pytest.raises(sv.Corrupted):
+                vault.get(ids[1])
+            assert vault.get(ids[0]).text == "a"

@@ -26,6 +26,7 @@ from sigmavault.bundle.manifest import FileEntry
 from sigmavault.errors import NotFound
 from sigmavault.store.tree import sqlite_file, sqlite_snapshot
 from sigmavault.store.vectors import HEADER_SIZE
+from sigmavault.units import integrity
 
 if TYPE_CHECKING:
     from sigmavault.vault import Vault
@@ -159,6 +160,7 @@ def _filter(path: Path, keep_cids: list[int], *, encrypted: bool) -> int:
     """Reduce a snapshot to ``keep_cids``; returns how many kept units lost a parent in another collection."""
     marks = ",".join("?" * len(keep_cids))
     with sqlite_file(path) as conn:
+        integrity.register(conn)  # NOTE: the units' checksum triggers fire on the parent_id update below
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(f"DELETE FROM units WHERE collection_id NOT IN ({marks})", keep_cids)
         detached = conn.execute(

@@ -33,13 +33,15 @@ from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import State, Unit, Vector
+from sigmavault.units import integrity
 from sigmavault.units.catalog import STATE_CODES, Catalog
 
 __all__ = ["NewUnits", "UnitStore", "new_ids"]
 
 _UNIT_COLS = (
     "u.uid, c.name, u.text, u.metadata, u.kind, u.state, u.created_at, u.accessed_at, u.access_count, "
-    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id, c.watermark, u.vec_crc"
+    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id, c.watermark, "
+    "u.vec_crc, u.rec_crc"
 )
 _FROM = "FROM units u JOIN collections c ON c.id = u.collection_id"
 _ACCESS_FLUSH_COUNT = 2048
@@ -110,6 +112,7 @@ class UnitStore:
         if not db.readonly:
             db.add_write_hook(self._flush_access_in_txn, on_rollback=self._restore_access)
         db.conn.create_function("sv_meta", 2, self._sql_meta, deterministic=True)
+        integrity.register(db.conn)
 
     # -- sealing (encryption at rest) -------------------------------------------------------
 
@@ -186,18 +189,26 @@ class UnitStore:
         n = len(batch.ids)
         sigs = signatures(batch.vectors, planes)
         crcs = row_crcs(batch.vectors)
+        # NOTE: given here, the record checksum spares the insert trigger a second write per row
+        recs = [
+            integrity.unit_crc(u, cid, t, m, k, "active", now, c, p, r)
+            for u, t, m, k, c, p, r in zip(
+                batch.ids, texts, metas, batch.kinds, batch.conversation_ids, batch.parent_ids, batch.kv_refs,
+                strict=True,
+            )
+        ]
         rid0 = int(conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM units").fetchone()[0])
         rows = zip(
             range(rid0, rid0 + n), batch.ids, range(start, start + n), texts, metas, batch.kinds,
-            batch.conversation_ids, batch.parent_ids, sigs.view(np.int64).tolist(), batch.kv_refs, crcs,
+            batch.conversation_ids, batch.parent_ids, sigs.view(np.int64).tolist(), batch.kv_refs, crcs, recs,
             strict=True,
         )
         try:
             # NOTE: the UNIQUE index is the duplicate check; asking first costs a query per 900 ids.
             conn.executemany(
                 "INSERT INTO units (rid, uid, vec_row, text, metadata, kind, conversation_id, parent_id, "
-                f"semantic_hash, kv_ref, vec_crc, collection_id, state, created_at, accessed_at) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {int(cid)}, 'active', {now!r}, {now!r})",
+                f"semantic_hash, kv_ref, vec_crc, rec_crc, collection_id, state, created_at, accessed_at) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {int(cid)}, 'active', {now!r}, {now!r})",
                 rows,
             )
         except sqlite3.IntegrityError:
@@ -378,7 +389,7 @@ class UnitStore:
             (cid, *[int(r) for r in rows]),
         )
         if matrix is not None:
-            self._verify_hits(matrix, found)
+            integrity.verify_hits(matrix, found)
         try:
             if self.db.cipher is not None:
                 return {r[0]: (r[1], self._open(r[1], "text", r[2]), self._meta(r[1], r[3])) for r in found}
@@ -386,40 +397,13 @@ class UnitStore:
         except (ValueError, TypeError) as exc:
             raise Corrupted(f"a unit record of a search hit is damaged ({exc}); run `sigmavault check`") from exc
 
-    def _verify_hits(self, matrix: Vector, found: Sequence[Sequence[Any]]) -> None:
-        checked = [r for r in found if r[4] is not None and 0 <= r[0] < len(matrix)]
-        if not checked:
-            return
-        crcs = row_crcs(matrix[[r[0] for r in checked]])
-        for r, crc in zip(checked, crcs, strict=True):
-            if crc != r[4]:
-                raise Corrupted(
-                    f"unit {r[1]!r}: its vector (row {r[0]}) fails its checksum, so its score cannot be trusted; "
-                    "run `sigmavault check` and restore from a bundle"
-                )
-
     def verify_vectors(self, cid: int, matrix: Vector) -> tuple[int, str | None, int]:
-        """Check every unit's vector row of ``cid`` against its CRC32 (``check()``, in full).
+        """Every vector row of ``cid`` against its CRC32 (``check()``): ``(damaged, first id, unchecked)``."""
+        return integrity.verify_vectors(self.db, cid, matrix)
 
-        Returns ``(damaged rows, first damaged unit id, rows without a checksum)``.
-        """
-        bad, first, unchecked, last = 0, None, 0, 0
-        while True:
-            found = self.db.all(
-                "SELECT rid, vec_row, vec_crc, uid FROM units WHERE +collection_id = ? AND rid > ? "
-                "AND vec_row IS NOT NULL ORDER BY rid LIMIT 65536",
-                (cid, last),
-            )
-            if not found:
-                return bad, first, unchecked
-            last = found[-1][0]
-            known = [r for r in found if r[2] is not None and 0 <= r[1] < len(matrix)]
-            unchecked += len(found) - len(known)
-            crcs = row_crcs(matrix[[r[1] for r in known]]) if known else []
-            for r, crc in zip(known, crcs, strict=True):
-                if crc != r[2]:
-                    bad += 1
-                    first = first or r[3]
+    def verify_records(self) -> tuple[int, str | None, int]:
+        """Every unit record against its checksum (``check()``): ``(damaged, first id, unchecked)``."""
+        return integrity.verify_records(self.db)
 
     def iter_units(
         self, *, cid: int | None = None, where_sql: str = "1", params: Sequence[Any] = (), batch: int = 4096
@@ -505,6 +489,10 @@ class UnitStore:
             ) from exc
 
     def _decode(self, r: Sequence[Any], *, vector: bool) -> Unit:
+        if r[17] is not None and r[17] != integrity.unit_crc(
+            r[0], r[14], r[2], r[3], r[4], r[5], r[6], r[9], r[10], r[12]
+        ):
+            raise Corrupted(f"unit {r[0]!r}: its stored record fails its checksum; run `sigmavault check`")
         count, seen = r[8], r[7]
         pending = self._pending.get(r[0])
         if pending is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sigmavault.store import Migration
+from sigmavault.units.integrity import TRIGGERS
 
 __all__ = ["MIGRATIONS", "PART"]
 
@@ -53,4 +54,6 @@ MIGRATIONS: list[Migration] = [
     # Kept in SQLite beside the watermark: it commits atomically with the row it describes and
     # costs no extra fsync, which a side file beside the vector file would.
     ["ALTER TABLE units ADD COLUMN vec_crc INTEGER"],
+    # CRC32 of each unit record's fields, kept by triggers (see units/integrity.py).
+    TRIGGERS,
 ]
