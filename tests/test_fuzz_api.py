@@ -213,3 +213,16 @@ def test_open_refuses_unusable_paths_with_vault_errors(path: Any) -> None:
     with pytest.raises(VaultError) as info:
         sv.open(path)
     assert info.value.code in ("invalid_input", "storage_error", "not_found"), info.value
+
+
+@pytest.mark.parametrize("bad", [12, None, "bad\0path", b"bytes", "x" * 300])
+def test_tools_refuse_unusable_paths_with_vault_errors(bad: Any, tmp_path: Path) -> None:
+    for call in (
+        lambda: sv.bundle.verify(bad),
+        lambda: sv.bundle.import_bundle(bad, tmp_path / "imp"),
+        lambda: sv.bundle.export(tmp_path / "none", bad),
+        lambda: sv.migrate.migrate(bad, tmp_path / "m"),
+        lambda: sv.migrate.rollback(bad),
+    ):
+        with pytest.raises(VaultError):
+            call()

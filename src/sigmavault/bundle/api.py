@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sigmavault import validate
 from sigmavault.bundle.container import DirWriter, TarWriter, read_bundle
 from sigmavault.bundle.manifest import FORMAT, FORMAT_VERSION, FileEntry, dump_manifest
 from sigmavault.bundle.signing import check_trust
@@ -147,7 +148,7 @@ def export(
     from sigmavault.vault import Vault
     from sigmavault.vault import open as open_vault
 
-    target = Path(dest)
+    target = Path(validate.path(dest, "dest"))
     if tar is None:
         tar = target.suffix == ".tar"
     if not _POLICY.match(pii_policy):
@@ -219,7 +220,7 @@ def verify(
     unsigned bundle, or one signed by any other key, invalid. Without it a signature is still
     checked, and the report names the signer (``signed_by``) with ``trusted=False``.
     """
-    return _verify(Path(path), progress, trusted_keys)[0]
+    return _verify(Path(validate.path(path, "path")), progress, trusted_keys)[0]
 
 
 def _verify(
@@ -268,7 +269,7 @@ def import_bundle(
     of them match is that directory renamed into place, so a failed import leaves ``dest`` as it
     was. A vault being replaced (``overwrite=True``) must be closed by every process first.
     """
-    source, target = Path(path), Path(dest)
+    source, target = Path(validate.path(path, "path")), Path(validate.path(dest, "dest"))
     trusted = _trusted(trusted_keys)
     _check_dest(target, overwrite=overwrite)
     started = time.perf_counter()
@@ -328,7 +329,7 @@ def refresh(
     (the default) a stale replica is replaced by the bundle atomically; ``apply=False`` only
     reports. A bundle of another lineage, or an older generation, is refused.
     """
-    root, source = Path(vault_path), Path(bundle_path)
+    root, source = Path(validate.path(vault_path, "vault_path")), Path(validate.path(bundle_path, "bundle_path"))
     bundle, entries = _verify(source, progress, trusted_keys)
     manifest_files = {e.path: e.sha256 for e in entries}
     report = RefreshReport(vault=str(root), bundle=str(source), generation=bundle.generation)
