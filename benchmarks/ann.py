@@ -224,7 +224,8 @@ class Searchers:
             self.batch_untouched = lambda: col.search_batch(q, K, touch=False, **knobs)
             # NOTE: the search without turning rows into Hits (the SQLite lookup of id, text and
             # metadata): shows how much of the tax is hydration.
-            self.core = lambda: self.vault._search.vector_rows(col._id, q, K, **knobs)
+            engine, cid = self.vault.context.search, col.info.id
+            self.core = lambda: engine.vector_rows(cid, q, K, **knobs)
         else:
             index = faiss.read_index(target)
             base = faiss.downcast_index(index.base_index)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import sigmavault as sv
 from sigmavault.store.vectors import row_crcs
-from sigmavault.units.integrity import unit_crc
+from sigmavault.units.integrity import unit_crc, verify_vectors
 
 DIM = 384
 
@@ -72,9 +72,10 @@ def main() -> None:
         start = time.perf_counter()
         report = vault.check()
         check_s = time.perf_counter() - start
-        matrix = vault._catalog.state(col.info.id).matrix()
+        ctx = vault.context
+        matrix = ctx.catalog.state(col.info.id).matrix()
         start = time.perf_counter()
-        vault._units.verify_vectors(col.info.id, matrix)
+        verify_vectors(ctx.db, col.info.id, matrix)
         verify_s = time.perf_counter() - start
     print(json.dumps({
         "rows": args.rows, "dim": DIM, "loadavg": os.getloadavg(), "check_ok": report.ok,

@@ -7,4 +7,5 @@ python3 -m venv .venv
 .venv/bin/pip install --quiet -e '.[all]'
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
+.venv/bin/lint-imports
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -278,3 +278,19 @@ def test_search_inside_a_transaction_builds_and_a_rollback_leaves_no_record(tmp_
         assert col.index_info()["file"]["covers"] == len(DATA)
     assert len(index_files(path)) == 1
     assert recall(found, truth(DATA, [f"u{i}" for i in range(len(DATA))])) >= 0.95
+
+
+def test_an_index_built_at_a_search_reports_progress_to_the_vault_reporter(tmp_path: Path) -> None:
+    # NOTE: the parts only report; the CLI draws. A search that builds the index on its own
+    # tells the reporter given to open() what it does, ending at its total.
+    heard: list[tuple[str, int, int]] = []
+    with sv.open(tmp_path / "v", progress=lambda label, done, total: heard.append((label, done, total))) as vault:
+        col = vault.collection("c", embedder=None, index="hnsw")
+        col.add(vectors=DATA[:1500], ids=[f"u{i}" for i in range(1500)])
+        assert heard == []
+        col.search(QUERIES[0], 5)
+    assert heard, "the build at the first search reported nothing"
+    labels = {label for label, _, _ in heard}
+    assert len(labels) == 1 and "indexing c (hnsw, 1,500 vectors)" in labels.pop()
+    assert heard[-1][1] == heard[-1][2] == 1500
+    assert all(0 <= done <= total for _, done, total in heard)

@@ -181,7 +181,7 @@ class Model:
         col = vault.collection("k", embedder=None)
         present: bool
         if kind == "add":
-            found = [u in vault._units.exists(op["ids"]) for u in op["ids"]]
+            found = [u in vault.context.units.exists(op["ids"]) for u in op["ids"]]
             assert all(found) or not any(found), f"half an add is there: {op} -> {found}"
             present = all(found)
         elif kind == "update":
@@ -191,7 +191,7 @@ class Model:
             np.testing.assert_array_equal(unit.vector, id_vector(op["id"], v))
             present = v == op["v"]
         elif kind == "delete":
-            present = not vault._units.exists([op["id"]])
+            present = not vault.context.units.exists([op["id"]])
         elif kind == "link":
             present = any(e.target == op["b"] for e in vault.neighbors(op["a"], kind=op["kind"]))
         elif kind == "session":

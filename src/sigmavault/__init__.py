@@ -31,14 +31,18 @@ __version__ = "0.1.0"
 
 # NOTE: tool modules load on first attribute access (sv.bundle, sv.migrate, sv.crypto), so that
 # `import sigmavault` stays light and never imports cryptography unless a key is used.
-_LAZY_MODULES = ("bundle", "crypto", "migrate")
+_LAZY_MODULES = ("bundle", "crypto", "migrate", "runtime")
+# Names served from a lazily imported module (the runtime imports nothing heavy itself, but keeps it that way).
+_LAZY_NAMES = {"Runtime": "runtime", "Reply": "runtime"}
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY_MODULES:
-        import importlib
+    import importlib
 
+    if name in _LAZY_MODULES:
         return importlib.import_module(f"sigmavault.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f"sigmavault.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module 'sigmavault' has no attribute {name!r}")
 
 __all__ = [
@@ -56,6 +60,8 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "ReadOnly",
+    "Reply",
+    "Runtime",
     "State",
     "StorageError",
     "StorageFull",

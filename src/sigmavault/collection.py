@@ -4,11 +4,12 @@ search and write through (split from vault.py along the Vault/Collection seam)."
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
 from sigmavault import units, validate
+from sigmavault.context import VaultContext
 from sigmavault.embed import DEFAULT_NAME, Embedder, check_matrix, embedder_name
 from sigmavault.errors import (
     EmbedderUnavailable,
@@ -24,9 +25,6 @@ from sigmavault.units import CollectionInfo, NewUnits, new_ids
 from sigmavault.units.indexes import IndexConfig
 from sigmavault.units.search import fuse
 
-if TYPE_CHECKING:
-    from sigmavault.vault import Vault
-
 __all__ = ["DEFAULT", "Collection", "IndexChoice", "Mode", "Progress", "index_config"]
 
 DEFAULT: Any = object()  # sentinel: "the default embedder", distinct from None ("no embedder")
@@ -38,25 +36,25 @@ Progress = Callable[[int, int], None]
 class Collection:
     """A named set of units sharing one vector space (dimension, metric, embedder)."""
 
-    def __init__(self, vault: Vault, info: CollectionInfo, embedder: Embedder | None) -> None:
-        self.vault = vault
+    def __init__(self, ctx: VaultContext, info: CollectionInfo, embedder: Embedder | None) -> None:
+        self._ctx = ctx
         self.name = info.name
         self._id = info.id
         self.embedder = embedder
 
     def __repr__(self) -> str:
-        return f"<Collection {self.name!r} of {self.vault.root}>"
+        return f"<Collection {self.name!r} of {self._ctx.root}>"
 
     @property
     def info(self) -> CollectionInfo:
-        return self.vault._catalog.state(self._id).info
+        return self._ctx.catalog.state(self._id).info
 
     @property
     def dim(self) -> int | None:
         return self.info.dim
 
     def __len__(self) -> int:
-        return sum(self.vault._units.count(self._id).values())
+        return sum(self._ctx.units.count(self._id).values())
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -125,7 +123,7 @@ class Collection:
                 metadata=[m if type(m) is dict else dict(m) for m in meta[start:end]], kinds=kinds[start:end],
                 conversation_ids=convs[start:end], parent_ids=parents[start:end], kv_refs=refs[start:end],
             )
-            self.vault._units.add(self._id, batch)
+            self._ctx.units.add(self._id, batch)
             done = end
             if progress is not None:
                 progress(done, n)
@@ -178,8 +176,8 @@ class Collection:
             raise EmbedderUnavailable(f"the embedder of {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
         mat = self._vectors(check_matrix(raw, rows=len(texts), what="embedder output"), rows=len(texts))
         if record and self.info.embedder is None:
-            with self.vault._db.write():
-                self.vault._catalog.set_embedder(self.info, embedder_name(self.embedder))
+            with self._ctx.db.write():
+                self._ctx.catalog.set_embedder(self.info, embedder_name(self.embedder))
         return mat
 
     def _no_embedder(self) -> EmbedderUnavailable:
@@ -217,7 +215,7 @@ class Collection:
             vec = self._vectors(vector, rows=1)
         elif text is not None:
             vec = self._embed([text])
-        self.vault._units.update(
+        self._ctx.units.update(
             unit_id, text=text, metadata=metadata, state=None if state is None else State.parse(state),
             vector=vec, kv_ref=kv_ref,
         )
@@ -227,15 +225,15 @@ class Collection:
         """Remove units and their edges; returns how many were removed."""
         id_list = list(dict.fromkeys(validate.ids(unit_ids, "unit_ids")))
         # NOTE: guard: the row-state cache is edited before the outer commit; a failure must drop it.
-        with self.vault._catalog.guard(self._id), self.vault._db.write():
+        with self._ctx.catalog.guard(self._id), self._ctx.db.write():
             for uid in id_list:
                 self._own(uid)
-            self.vault._units.delete(id_list)
-            self.vault._graph.drop_nodes(id_list)
+            self._ctx.units.delete(id_list)
+            self._ctx.graph.drop_nodes(id_list)
         return len(id_list)
 
     def _own(self, unit_id: str) -> None:
-        if self.vault._units.cid_of(unit_id) != self._id:
+        if self._ctx.units.cid_of(unit_id) != self._id:
             raise NotFound(f"unit {unit_id!r} is not in collection {self.name!r}")
 
     # -- reads ------------------------------------------------------------------------------
@@ -243,16 +241,16 @@ class Collection:
     def get(self, unit_id: str, *, touch: bool = True) -> Unit:
         """The unit with its stored vector; counts as an access unless ``touch=False``."""
         validate.ident(unit_id, "unit_id"), validate.flag(touch, "touch")
-        return self.vault._units.get(unit_id, touch=touch, cid=self._id)
+        return self._ctx.units.get(unit_id, touch=touch, cid=self._id)
 
     def __iter__(self) -> Iterator[Unit]:
-        return self.vault._units.iter_units(cid=self._id)
+        return self._ctx.units.iter_units(cid=self._id)
 
     def all(self, *, where: Mapping[str, Any] | None = None) -> Iterator[Unit]:
         """Every unit (optionally matching ``where``), in insertion order, without vectors."""
         validate.json_doc(where, "where", error=InvalidFilter)
         sql, params = units.compile_where(where, column="u.metadata")
-        return self.vault._units.iter_units(cid=self._id, where_sql=sql, params=params)
+        return self._ctx.units.iter_units(cid=self._id, where_sql=sql, params=params)
 
     def search(
         self,
@@ -281,7 +279,7 @@ class Collection:
         if isinstance(query, str) and not query.strip():
             raise EmptyText("the query text is empty")
         if mode == "text":
-            return self.vault._search.text(self._id, query, k, where=where, states=state_set)
+            return self._ctx.search.text(self._id, query, k, where=where, states=state_set)
         if self.dim is None:
             return []
         if isinstance(query, str):
@@ -289,10 +287,10 @@ class Collection:
         else:
             qvec = check_matrix(query, rows=1, dim=self.dim)
         if mode == "vector":
-            return self.vault._search.vector(self._id, qvec, k, where=where, states=state_set, **knobs)[0]
+            return self._ctx.search.vector(self._id, qvec, k, where=where, states=state_set, **knobs)[0]
         depth = max(2 * k, 20)
-        by_vector = self.vault._search.vector(self._id, qvec, depth, where=where, states=state_set, **knobs)[0]
-        by_text = self.vault._search.text(self._id, query, depth, where=where, states=state_set)
+        by_vector = self._ctx.search.vector(self._id, qvec, depth, where=where, states=state_set, **knobs)[0]
+        by_text = self._ctx.search.text(self._id, query, depth, where=where, states=state_set)
         return fuse([by_vector, by_text], k)
 
     def search_batch(
@@ -332,13 +330,13 @@ class Collection:
             qmat = self._embed(list(queries), record=False)
         else:
             qmat = check_matrix(queries, dim=self.dim, what="queries")
-        return self.vault._search.vector(self._id, qmat, k, where=where, states=state_set, touch=touch, **knobs)
+        return self._ctx.search.vector(self._id, qmat, k, where=where, states=state_set, touch=touch, **knobs)
 
     # -- index ------------------------------------------------------------------------------
 
     def index_info(self) -> dict[str, Any]:
         """How vector search runs here: configured and active kind, and the index file's coverage."""
-        return self.vault._indexes.info(self.vault._catalog.state(self._id))
+        return self._ctx.indexes.info(self._ctx.catalog.state(self._id))
 
     def build_index(self, *, progress: Progress | None = None) -> dict[str, Any]:
         """Build (or rebuild) the ANN index now instead of at the first search; returns :meth:`index_info`."""
@@ -346,26 +344,25 @@ class Collection:
 
     def compact(self, *, progress: Progress | None = None) -> dict[str, Any]:
         """Rebuild the ANN index without deleted and replaced vectors (exact collections: nothing to do)."""
-        return self.vault._indexes.compact(self.vault._catalog.state(self._id), progress=progress)
+        return self._ctx.indexes.compact(self._ctx.catalog.state(self._id), progress=progress)
 
     def find_similar(self, id_or_vector: str | Any, threshold: float = 0.85, *, k: int | None = None) -> list[Hit]:
         """Near duplicates by SimHash: units whose signature agrees on at least ``threshold`` of its bits."""
         validate.number(threshold, "threshold", lo=0.0, hi=1.0), validate.integer(k, "k", lo=0, optional=True)
-        st = self.vault._catalog.state(self._id)
+        st = self._ctx.catalog.state(self._id)
         exclude = None
         if isinstance(id_or_vector, str):
             unit = self.get(id_or_vector, touch=False)
             probe = unit.semantic_hash
-            rows = self.vault._db.one("SELECT vec_row FROM units WHERE uid = ?", (unit.id,))
-            exclude = rows[0] if rows else None
+            exclude = self._ctx.units.vec_row_of(unit.id)
         else:
             if st.planes is None:
                 return []
             probe = int(signatures(check_matrix(id_or_vector, rows=1, dim=self.dim), st.planes)[0])
-        found = self.vault._search.similar(self._id, probe, threshold, exclude_row=exclude)
+        found = self._ctx.search.similar(self._id, probe, threshold, exclude_row=exclude)
         if k is not None:
             found = found[:k]
-        info = self.vault._units.by_rows(self._id, [r for r, _ in found])
+        info = self._ctx.units.by_rows(self._id, [r for r, _ in found])
         return [Hit(id=info[r][0], score=s, text=info[r][1], metadata=info[r][2]) for r, s in found if r in info]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -11,9 +12,12 @@ import numpy.typing as npt
 
 from sigmavault.errors import InvalidInput
 
-__all__ = ["CheckReport", "Edge", "Hit", "State", "Unit", "Vector"]
+__all__ = ["CheckReport", "Edge", "Hit", "Reporter", "State", "Unit", "Vector"]
 
 Vector = npt.NDArray[np.float32]
+# (label, done, total) of long work the vault starts by itself (an ANN index built or extended at a
+# search); a face (the CLI) draws it, the parts only report.
+Reporter = Callable[[str, int, int], None]
 
 
 class State(str, Enum):  # noqa: UP042 - str() stays "State.ACTIVE"; StrEnum would change it

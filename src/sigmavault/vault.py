@@ -7,17 +7,15 @@ parts (units, graph, and later kv, sessions, policies, witness) keep their own r
 from __future__ import annotations
 
 import os
-import sqlite3
-import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from sigmavault import graph, units, validate
+from sigmavault import validate
 from sigmavault.collection import DEFAULT, Collection, IndexChoice, Progress, index_config
+from sigmavault.context import VAULT_MIGRATIONS, Part, VaultConfig, VaultContext
 from sigmavault.embed import DEFAULT_NAME, Embedder, MiniLM, as_embedder, available
 from sigmavault.errors import (
     DimensionMismatch,
@@ -25,15 +23,14 @@ from sigmavault.errors import (
     NotFound,
     VaultError,
 )
-from sigmavault.graph import Direction, GraphStore
+from sigmavault.graph import Direction
 from sigmavault.health import run_checks
 from sigmavault.index import METRICS
-from sigmavault.store import Database, Migration
+from sigmavault.parts import part
+from sigmavault.store import Database
 from sigmavault.store.ioerrors import io_errors
-from sigmavault.types import CheckReport, Edge, Unit
-from sigmavault.units import Catalog, CollectionInfo, UnitStore
-from sigmavault.units.indexes import IndexManager
-from sigmavault.units.search import SearchEngine
+from sigmavault.types import CheckReport, Edge, Reporter, Unit
+from sigmavault.units import CollectionInfo
 
 if TYPE_CHECKING:
     from sigmavault.kv import KVStore
@@ -44,30 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT", "Collection", "Part", "Vault", "open"]
 
 DB_NAME = "vault.db"
-
-
-
-def _create_vault_meta(conn: sqlite3.Connection) -> None:
-    # NOTE: a function, not SQL text: the id and time must be drawn per vault, not once at import.
-    conn.execute("CREATE TABLE vault_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    conn.executemany(
-        "INSERT INTO vault_meta VALUES (?, ?)",
-        [("format", "1"), ("vault_id", uuid.uuid4().hex), ("created_at", f"{time.time():.3f}")],
-    )
-
-
-_VAULT_MIGRATIONS: list[Migration] = [_create_vault_meta]
 _default_embedder: MiniLM | None = None
-# Properties of Vault naming parts that check() must build and verify (each part adds its name).
-CHECKED_PARTS: tuple[str, ...] = ("sessions", "policies", "kv", "witness")
-
-
-class Part(Protocol):
-    """What the facade needs of a part (kv, sessions, policies, witness) besides its own API."""
-
-    def close(self) -> None: ...
-
-    def check(self, report: CheckReport) -> None: ...
 
 
 def _shared_default() -> MiniLM:
@@ -85,13 +59,16 @@ def open(  # NOTE: shadows the builtin on purpose: the binding public name is si
     frozen: bool = False,
     busy_timeout: float = 30.0,
     key: Any = None,
+    progress: Reporter | None = None,
 ) -> Vault:
     """Open the vault at ``path``, creating it unless ``create=False``; ``frozen=True`` is read-only.
 
     ``key`` encrypts a new vault / opens an encrypted one (see :mod:`sigmavault.crypto`); by default
     it comes from ``SIGMAVAULT_KEY``, ``SIGMAVAULT_KEY_FILE`` or ``SIGMAVAULT_PASSPHRASE`` if set.
+    ``progress(label, done, total)`` hears of long work the vault starts by itself (an ANN index
+    built at a search); the CLI draws it as a bar.
     """
-    return Vault(path, create=create, frozen=frozen, busy_timeout=busy_timeout, key=key)
+    return Vault(path, create=create, frozen=frozen, busy_timeout=busy_timeout, key=key, progress=progress)
 
 
 class Vault:
@@ -105,6 +82,7 @@ class Vault:
         frozen: bool = False,
         busy_timeout: float = 30.0,
         key: Any = None,
+        progress: Reporter | None = None,
     ) -> None:
         self.root = Path(validate.path(path, "path"))
         validate.flag(create, "create"), validate.flag(frozen, "frozen")
@@ -119,25 +97,29 @@ class Vault:
                 if not create or frozen:
                     raise NotFound(f"no vault at {self.root} (no {DB_NAME}); create one with sigmavault.open(path)")
                 self.root.mkdir(parents=True, exist_ok=True)
-        self._db = Database(db_path, readonly=frozen, busy_timeout=busy_timeout)
+        db = Database(db_path, readonly=frozen, busy_timeout=busy_timeout)
         try:
-            self._db.migrate("vault", _VAULT_MIGRATIONS)
+            db.migrate("vault", VAULT_MIGRATIONS)
             from sigmavault.crypto import configure  # stdlib-only until a key is actually used
 
-            self._db.cipher = configure(self._db, key, new=new)
-            self._db.migrate(units.PART, units.MIGRATIONS)
-            self._db.migrate(graph.PART, graph.MIGRATIONS)
-            self._catalog = Catalog(self._db, self.root)
-            self._units = UnitStore(self._db, self._catalog)
-            self._graph = GraphStore(self._db)
-            self._indexes = IndexManager(self._db, self._catalog, self.root)
-            self._search = SearchEngine(self._catalog, self._units, self._indexes)
+            db.cipher = configure(db, key, new=new)
+            config = VaultConfig(frozen=frozen, busy_timeout=busy_timeout, progress=progress)
+            self._ctx = VaultContext(self.root, db, config)
             if not frozen:
-                self._catalog.truncate_tails()
+                self._ctx.catalog.truncate_tails()
         except BaseException:
-            self._db.close()
+            db.close()
             raise
-        self._parts: dict[str, Part] = {}
+        # NOTE: short names for this class's own use; the context owns them.
+        self._db = db
+        self._catalog = self._ctx.catalog
+        self._units = self._ctx.units
+        self._graph = self._ctx.graph
+
+    @property
+    def context(self) -> VaultContext:
+        """The internal context the tools (bundle, migrate) work through; not a stable user API."""
+        return self._ctx
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -145,15 +127,7 @@ class Vault:
         """Drain parts (witness queue, access counts), release files; further use raises VaultClosed."""
         if self._db.closed:
             return
-        try:
-            for part in reversed(list(self._parts.values())):
-                part.close()
-            self._units.flush_access()
-        finally:
-            self._parts.clear()
-            self._indexes.close()
-            self._catalog.close()
-            self._db.close()
+        self._ctx.close()
 
     @property
     def closed(self) -> bool:
@@ -178,8 +152,7 @@ class Vault:
             with self._db.write():
                 yield self
         except BaseException:
-            self._catalog.forget()  # NOTE: cached row state may describe writes just rolled back
-            self._indexes.forget()  # NOTE: an index saved inside the transaction lost its record
+            self._ctx.forget()  # NOTE: cached row state and index records may describe rolled-back writes
             raise
 
     # -- collections ------------------------------------------------------------------------
@@ -217,7 +190,7 @@ class Vault:
             raise InvalidInput(f"collection {name!r} was created with metric {info.metric!r}, not {metric!r}")
         if config is not None and config != info.config.get("index"):
             self._catalog.set_config(info, {**info.config, "index": config})
-        return Collection(self, info, self._resolve_embedder(info, embedder))
+        return Collection(self._ctx, info, self._resolve_embedder(info, embedder))
 
     def compact(self, collection: str | None = None, *, progress: Progress | None = None) -> list[dict[str, Any]]:
         """Rebuild ANN indexes without deleted and replaced vectors; returns what was done per collection."""
@@ -311,40 +284,24 @@ class Vault:
         return self._units.conversation(conversation_id)
 
     # -- parts ------------------------------------------------------------------------------
-    # NOTE: each part is built on first use, so a vault that never touches the KV store never
-    # imports torch. A part takes (db, root), migrates its own tables, and has close()/check().
-
-    def _part(self, name: str, factory: Callable[[Database, Path], Part]) -> Any:
-        self._db.conn  # noqa: B018 - raises VaultClosed on a closed vault
-        part = self._parts.get(name)
-        if part is None:
-            part = factory(self._db, self.root)
-            self._parts[name] = part
-        return part
+    # NOTE: each part is built on first use (see sigmavault.parts), so a vault that never touches
+    # the KV store never imports torch.
 
     @property
     def kv(self) -> KVStore:
-        from sigmavault.kv import KVStore  # lazy: keeps `import sigmavault` light
-
-        return self._part("kv", KVStore)  # type: ignore[no-any-return]
+        return part(self._ctx, "kv")  # type: ignore[return-value]
 
     @property
     def sessions(self) -> Sessions:
-        from sigmavault.sessions import Sessions  # lazy: keeps `import sigmavault` light
-
-        return self._part("sessions", Sessions)  # type: ignore[no-any-return]
+        return part(self._ctx, "sessions")  # type: ignore[return-value]
 
     @property
     def policies(self) -> Policies:
-        from sigmavault.policies import Policies  # lazy: keeps `import sigmavault` light
-
-        return self._part("policies", Policies)  # type: ignore[no-any-return]
+        return part(self._ctx, "policies")  # type: ignore[return-value]
 
     @property
     def witness(self) -> Witness:
-        from sigmavault.witness import Witness  # lazy: the writer thread starts on first record()
-
-        return self._part("witness", Witness)  # type: ignore[no-any-return]
+        return part(self._ctx, "witness")  # type: ignore[return-value]
 
     # -- health -----------------------------------------------------------------------------
 
@@ -371,11 +328,5 @@ class Vault:
         }
 
     def check(self) -> CheckReport:
-        """Verify the store: SQLite integrity, vector files vs watermarks, FTS vs units, edges, parents."""
-        report = run_checks(self._db, self._catalog, self._units, self._graph)
-        self._indexes.check(report)
-        for name in CHECKED_PARTS:
-            getattr(self, name)  # builds the part, so a part never used in this process is checked too
-        for part in self._parts.values():
-            part.check(report)
-        return report
+        """Verify the store: SQLite integrity, then every part (units, graph, indexes, kv, ...) checks itself."""
+        return run_checks(self._ctx)

@@ -16,6 +16,7 @@ from sigmavault.bundle.container import DirWriter, TarWriter, read_bundle
 from sigmavault.bundle.manifest import FORMAT, FORMAT_VERSION, FileEntry, dump_manifest
 from sigmavault.bundle.signing import check_trust
 from sigmavault.bundle.snapshot import DB_NAME, take
+from sigmavault.context import read_meta, write_meta
 from sigmavault.errors import BundleInvalid, InvalidInput
 from sigmavault.store import Database
 from sigmavault.store.tree import aside, remove_tree, sqlite_file, swap_in
@@ -288,11 +289,7 @@ def import_bundle(
             "imported_at": time.time(),
         }
         with sqlite_file(work / DB_NAME) as conn:
-            conn.execute(
-                "INSERT INTO vault_meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (_SOURCE_KEY, json.dumps(record, sort_keys=True)),
-            )
+            write_meta(conn, _SOURCE_KEY, json.dumps(record, sort_keys=True))
         swap_in(work, target)
     except BaseException:
         remove_tree(work)
@@ -306,11 +303,11 @@ def import_bundle(
 def _vault_facts(root: Path) -> tuple[str | None, dict[str, Any] | None]:
     db = Database(root / DB_NAME, readonly=True)
     try:
-        row = db.one("SELECT value FROM vault_meta WHERE key = 'vault_id'")
-        src = db.one("SELECT value FROM vault_meta WHERE key = ?", (_SOURCE_KEY,))
+        with db.read() as conn:
+            vault_id, src = read_meta(conn, "vault_id"), read_meta(conn, _SOURCE_KEY)
     finally:
         db.close()
-    return (row[0] if row else None), (json.loads(src[0]) if src else None)
+    return vault_id, (json.loads(src) if src else None)
 
 
 def refresh(

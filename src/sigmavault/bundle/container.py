@@ -26,7 +26,8 @@ from sigmavault.bundle.manifest import (
     load_manifest,
 )
 from sigmavault.errors import BundleInvalid, Corrupted
-from sigmavault.store.tree import CHUNK, aside, copy_hashed, fsync_file, remove_tree
+from sigmavault.store.files import atomic_write, publish
+from sigmavault.store.tree import CHUNK, aside, copy_hashed, remove_tree
 from sigmavault.store.vectors import fsync_dir
 
 __all__ = ["DirWriter", "TarWriter", "Writer", "read_bundle"]
@@ -95,9 +96,8 @@ class DirWriter(Writer):
 
     def finish(self, manifest: bytes | None) -> None:
         if manifest is not None:
-            path = self.work / MANIFEST_NAME
-            path.write_bytes(manifest)
-            fsync_file(path)
+            with atomic_write(self.work / MANIFEST_NAME) as fh:
+                fh.write(manifest)
         for d in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
         # NOTE: the caller swaps self.work into place (it may keep the old tree for a rollback).
@@ -175,11 +175,8 @@ class TarWriter(Writer):
         if manifest is not None:
             self._tar.addfile(self._info(MANIFEST_NAME, len(manifest)), io.BytesIO(manifest))
         self._tar.close()
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
         self._fh.close()
-        os.replace(self.tmp, self.dest)
-        fsync_dir(self.dest.parent)
+        publish(self.tmp, self.dest)
         remove_tree(self.scratch)
 
     def abort(self) -> None:

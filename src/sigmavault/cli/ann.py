@@ -6,13 +6,13 @@ import argparse
 from typing import Any
 
 import sigmavault as sv
-from sigmavault.cli.output import add_common, console, emit, progress_bar
+from sigmavault.cli.output import Subcommands, add_common, console, emit, progress_bar
 from sigmavault.units.indexes import CHOICES
 
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("index", help="show how each collection is searched; choose or rebuild its ANN index")
     add_common(p)
     p.add_argument("-c", "--collection", help="only this collection (default: all)")

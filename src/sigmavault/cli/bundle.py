@@ -12,13 +12,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sigmavault.cli.output import console, emit, progress_bar
+from sigmavault.cli.output import Subcommands, console, emit, progress_bar
 from sigmavault.errors import BundleInvalid, InvalidInput
 
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("export", help="write a vault (or some collections) to a verifiable bundle")
     p.add_argument("path", help="vault directory")
     p.add_argument("dest", help="bundle to create: a directory, or a file ending in .tar")

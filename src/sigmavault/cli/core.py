@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import sigmavault as sv
-from sigmavault.cli.output import add_common, console, emit, parse_json_arg, progress_bar
+from sigmavault.cli.output import (
+    Subcommands,
+    add_common,
+    console,
+    emit,
+    parse_json_arg,
+    progress_bar,
+    terminal_progress,
+)
 from sigmavault.errors import InvalidInput, NotFound
 
 __all__ = ["read_documents", "register"]
@@ -19,7 +27,7 @@ _TEXT_SUFFIXES = {".txt", ".md", ".rst", ".text"}
 _UNIT_FIELDS = {"text", "id", "metadata", "conversation_id", "parent_id", "kind", "kv_ref"}
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("init", help="create an empty vault")
     add_common(p)
     p.set_defaults(handler=cmd_init)
@@ -70,7 +78,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _open(args: argparse.Namespace, *, create: bool = False) -> sv.Vault:
-    return sv.open(args.path, create=create)
+    # NOTE: an index the search builds on its own shows as a bar (the parts only report).
+    return sv.open(args.path, create=create, progress=None if getattr(args, "json", False) else terminal_progress())
 
 
 def cmd_init(args: argparse.Namespace) -> int:

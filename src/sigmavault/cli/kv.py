@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import sigmavault as sv
-from sigmavault.cli.output import add_common, console, emit, progress_bar
+from sigmavault.cli.output import Subcommands, add_common, console, emit, progress_bar
 from sigmavault.errors import InvalidInput
 
 __all__ = ["parse_bytes", "register"]
@@ -39,7 +39,7 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     group = sub.add_parser("kv", help="the KV cache store: stats, clear, gc")
     verbs = group.add_subparsers(dest="kv_verb", metavar="VERB", required=True)
 

@@ -9,13 +9,29 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from sigmavault.errors import InvalidInput
 
-__all__ = ["add_common", "console", "emit", "parse_json_arg", "progress_bar", "to_jsonable"]
+__all__ = [
+    "Subcommands",
+    "TerminalProgress",
+    "add_common",
+    "console",
+    "emit",
+    "parse_json_arg",
+    "progress_bar",
+    "terminal_progress",
+    "to_jsonable",
+]
+
+
+class Subcommands(Protocol):
+    """What a verb group's ``register`` needs of ``parser.add_subparsers()`` (argparse names no public type)."""
+
+    def add_parser(self, name: str, *, help: str | None = ...) -> argparse.ArgumentParser: ...
 
 
 def add_common(parser: argparse.ArgumentParser, *, collection: bool = False) -> None:
@@ -65,6 +81,41 @@ def parse_json_arg(text: str | None, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+
+
+class TerminalProgress:
+    """Draws what a vault reports through ``sv.open(..., progress=...)`` as rich bars on stderr.
+
+    A bar starts at the first report of a label and ends when it reaches its total; ``close()``
+    ends any bar left open (work that failed half-way).
+    """
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tuple[Any, Any]] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label not in self._bars:
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+            bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                transient=True,
+            )
+            bar.start()
+            self._bars[label] = (bar, bar.add_task(label, total=None))
+        bar, task = self._bars[label]
+        bar.update(task, completed=done, total=total)
+        if done >= total:
+            self._bars.pop(label)[0].stop()
+
+    def close(self) -> None:
+        while self._bars:
+            self._bars.popitem()[1][0].stop()
+
+
+def terminal_progress() -> TerminalProgress | None:
+    """A progress drawer when stderr is a terminal, else None (nothing to draw on)."""
+    return TerminalProgress() if sys.stderr.isatty() else None
 
 
 @contextmanager

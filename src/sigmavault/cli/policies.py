@@ -8,13 +8,13 @@ import time
 from typing import Any
 
 import sigmavault as sv
-from sigmavault.cli.output import add_common, console, emit
+from sigmavault.cli.output import Subcommands, add_common, console, emit
 from sigmavault.errors import InvalidInput
 
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     group = sub.add_parser("policies", help="list, show, consolidate and prune learned policies")
     verbs = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 

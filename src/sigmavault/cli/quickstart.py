@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 import sigmavault as sv
-from sigmavault.cli.output import console, emit, progress_bar
+from sigmavault.cli.output import Subcommands, console, emit, progress_bar
 
 __all__ = ["SEARCHES", "load_corpus", "register", "run"]
 
@@ -27,7 +27,7 @@ SEARCHES: list[dict[str, Any]] = [
 ]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("quickstart", help="build a demo vault from the bundled corpus and tour it")
     p.add_argument("path", nargs="?", default="quickstart-vault", help="vault directory (default: ./quickstart-vault)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import sigmavault as sv
-from sigmavault.cli.output import add_common, console, emit
+from sigmavault.cli.output import Subcommands, add_common, console, emit
 from sigmavault.errors import InvalidInput
 
 __all__ = ["parse_duration", "register"]
@@ -25,7 +25,7 @@ def parse_duration(text: str) -> float:
     return float(found.group(1)) * _UNITS[found.group(2)]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     group = sub.add_parser("sessions", help="list, show and expire sessions")
     verbs = group.add_subparsers(dest="action", metavar="ACTION", required=True)
 

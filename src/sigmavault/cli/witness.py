@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sigmavault as sv
-from sigmavault.cli.output import add_common, console, emit, progress_bar
+from sigmavault.cli.output import Subcommands, add_common, console, emit, progress_bar
 from sigmavault.errors import EmbedderUnavailable, InvalidInput
 from sigmavault.witness import WitnessEntry
 from sigmavault.witness.aggregate import duration_ms
@@ -16,7 +16,7 @@ from sigmavault.witness.entry import now_ms
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     group = sub.add_parser("witness", help="the witness log: one audit record per request")
     verbs = group.add_subparsers(dest="witness_command", metavar="VERB", required=True)
 

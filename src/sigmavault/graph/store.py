@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import math
 import re
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Literal
 
 from sigmavault.errors import InvalidInput
 from sigmavault.store import Database, Migration
-from sigmavault.types import Edge
+from sigmavault.types import CheckReport, Edge
 
-__all__ = ["MIGRATIONS", "PART", "Direction", "GraphStore"]
+__all__ = ["MIGRATIONS", "PART", "Direction", "GraphStore", "count_edges", "keep_nodes"]
 
 PART = "graph"
 Direction = Literal["out", "in", "both"]
@@ -149,6 +150,28 @@ class GraphStore:
         """Edges whose ends are not in ``live`` (for check)."""
         rows = self.db.all("SELECT src, dst, kind FROM edges")
         return [(s, d, k) for s, d, k in rows if s not in live or d not in live]
+
+    def check(self, report: CheckReport, *, live: set[str]) -> None:
+        """Report edges that point at units not in ``live`` (the unit ids, given by the facade)."""
+        for src, dst, kind in self.dangling(live)[:20]:
+            report.problems.append(f"graph: edge {src} -[{kind}]-> {dst} points at a unit that does not exist")
+
+
+def keep_nodes(conn: sqlite3.Connection, live: set[str]) -> None:
+    """In a snapshot copy (inside the caller's transaction): drop the edges with an end not in ``live``."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS sv_live_nodes (uid TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM sv_live_nodes")
+    conn.executemany("INSERT INTO sv_live_nodes VALUES (?)", ((uid,) for uid in live))
+    conn.execute(
+        "DELETE FROM edges WHERE src NOT IN (SELECT uid FROM sv_live_nodes) "
+        "OR dst NOT IN (SELECT uid FROM sv_live_nodes)"
+    )
+    conn.execute("DROP TABLE sv_live_nodes")
+
+
+def count_edges(conn: sqlite3.Connection) -> int:
+    """How many edges a snapshot copy holds."""
+    return int(conn.execute("SELECT COUNT(*) FROM edges").fetchone()[0])
 
 
 def _join(meet: str, fwd: dict[str, str | None], bwd: dict[str, str | None]) -> list[str]:

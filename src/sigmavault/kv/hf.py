@@ -6,11 +6,7 @@ so ``import sigmavault`` and ``vault.kv`` stay light until a model or cache is a
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,74 +14,9 @@ import numpy as np
 
 from sigmavault.errors import InvalidInput
 from sigmavault.kv.arrays import KVArrays
-from sigmavault.kv.keys import Fingerprint
+from sigmavault.kv.fingerprint import Fingerprint, fingerprint_of
 
 __all__ = ["build_cache", "cache_source", "fingerprint_of"]
-
-# Config fields that describe how a model is run, not what it computes.
-_VOLATILE = {
-    "transformers_version",
-    "torch_dtype",
-    "dtype",
-    "use_cache",
-    "return_dict",
-    "output_attentions",
-    "output_hidden_states",
-    "architectures",
-    "name_or_path",
-    "attn_implementation",
-}
-_SAMPLE = 4096  # elements hashed from each end of every weight tensor
-_fingerprints: weakref.WeakKeyDictionary[Any, Fingerprint] = weakref.WeakKeyDictionary()
-
-
-def fingerprint_of(model: Any) -> Fingerprint:
-    """The :class:`Fingerprint` of a transformers model; a Fingerprint passes through.
-
-    The model part hashes the config (minus run-time flags) and the first and last 4096 values
-    of every parameter, so two checkpoints of one architecture never share KV. It is computed
-    once per model object; call ``Fingerprint.of`` on a fresh object after changing weights.
-    """
-    if isinstance(model, Fingerprint):
-        return model
-    try:
-        cached = _fingerprints.get(model)
-    except TypeError:
-        cached = None
-    if cached is not None:
-        return cached
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(model, "named_parameters"):
-        raise InvalidInput(f"expected a transformers model or a sigmavault.kv.Fingerprint, got {type(model).__name__}")
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    heads = int(text.num_attention_heads)
-    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
-    digest = hashlib.sha256()
-    doc = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE and not k.startswith("_")}
-    digest.update(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode())
-    for name, param in model.named_parameters():
-        flat = param.detach().reshape(-1)
-        digest.update(f"{name}:{tuple(param.shape)}:{param.dtype}".encode())
-        for piece in (flat[:_SAMPLE], flat[-_SAMPLE:]):
-            digest.update(piece.to("cpu").contiguous().view(_byte_dtype()).numpy().tobytes())
-    fp = Fingerprint(
-        model=f"{getattr(config, 'model_type', 'model') or 'model'}-{digest.hexdigest()[:32]}",
-        dtype=str(model.dtype).removeprefix("torch."),
-        layers=int(text.num_hidden_layers),
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-    )
-    # NOTE: an object that cannot be weakly referenced is simply fingerprinted each time.
-    with contextlib.suppress(TypeError):
-        _fingerprints[model] = fp
-    return fp
-
-
-def _byte_dtype() -> Any:
-    import torch
-
-    return torch.uint8
 
 
 def _layers(cache: Any) -> list[tuple[Any, Any]]:

@@ -9,10 +9,8 @@ Python's ``hash()``, which is salted per process).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +18,7 @@ import numpy.typing as npt
 
 from sigmavault import validate
 from sigmavault.errors import InvalidInput
+from sigmavault.kv.fingerprint import Fingerprint
 
 __all__ = [
     "DOMAIN",
@@ -39,46 +38,6 @@ TokenIds = npt.NDArray[np.uint32]
 DOMAIN = b"sigmavault.kv/1\x00"  # NOTE: versions the key derivation; bump it and every key changes.
 ROOT = bytes(32)  # the "previous key" of a prefix's first chunk
 _REF = re.compile(r"^([0-9a-f]{64}):([0-9]+)$")
-_DTYPES = ("float32", "float16", "bfloat16", "float64")
-
-
-@dataclass(frozen=True, slots=True)
-class Fingerprint:
-    """What must match for a stored KV cache to be valid for a model.
-
-    ``model`` identifies architecture and weights (``Fingerprint.of(model)`` hashes the config and
-    a sample of every weight tensor; runtimes that are not transformers pass their own name, e.g.
-    ``"llama-3-8b@rev2"``). The geometry is what each chunk's tensors must look like:
-    ``layers`` x ``kv_heads`` x tokens x ``head_dim`` keys and values of ``dtype``.
-    """
-
-    model: str
-    dtype: str
-    layers: int
-    kv_heads: int
-    head_dim: int
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model:
-            raise InvalidInput("Fingerprint.model must be a non-empty string naming the model and its weights")
-        if self.dtype not in _DTYPES:
-            raise InvalidInput(f"Fingerprint.dtype {self.dtype!r} is not one of {', '.join(_DTYPES)}")
-        for name in ("layers", "kv_heads", "head_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidInput(f"Fingerprint.{name} must be a positive integer, got {value!r}")
-
-    @classmethod
-    def of(cls, model: Any) -> Fingerprint:
-        """The fingerprint of a transformers model (imports torch; cached per model object)."""
-        from sigmavault.kv.hf import fingerprint_of
-
-        return fingerprint_of(model)
-
-    def digest(self, codec_spec: str) -> bytes:
-        """32 bytes naming this model *and* the codec: caches stored with another codec never match."""
-        doc = {**asdict(self), "codec": codec_spec}
-        return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
 def tokens_of(input_ids: Any) -> TokenIds:

@@ -32,9 +32,11 @@ import numpy as np
 
 from sigmavault import validate
 from sigmavault.errors import Corrupted, InvalidInput, NotFound, ReadOnly, VaultError
+from sigmavault.kv import maintenance
 from sigmavault.kv.arrays import KVArrays, concat
 from sigmavault.kv.chunkfile import Chunk, decode_chunk, encode_chunk, read_chunk, write_chunk
 from sigmavault.kv.codecs import Codec, codec_from_spec
+from sigmavault.kv.disk import DiskTier
 from sigmavault.kv.index import ChunkRow, KVIndex
 from sigmavault.kv.keys import (
     ROOT,
@@ -56,7 +58,6 @@ from sigmavault.types import CheckReport
 
 __all__ = ["KVConfig", "KVStore", "Restored", "Saved"]
 
-SUFFIX = ".kvc"
 _FLUSH_EVERY = 512  # pending access records before they are written to SQLite
 _FLUSH_SECONDS = 30.0
 _UNSET: Any = object()
@@ -103,11 +104,11 @@ class KVStore:
 
     def __init__(self, db: Database, root: Path) -> None:
         self._db = db
-        self._dir = root / "kv"
         self._lock = threading.RLock()
         self._index = KVIndex(db)
         self._config = _config_from(self._index.settings())
         self._ram = RamTier(self._config.ram_bytes, self._config.policy)
+        self._disk = DiskTier(db, root, self._index, self._ram)
         self._touches: dict[bytes, tuple[float, int]] = {}
         self._pending: Counter[str] = Counter()
         self._damage_seen: dict[bytes, tuple[float, str]] = {}  # read-only vaults: damage noted in memory
@@ -242,9 +243,7 @@ class KVStore:
 
     def _forget(self, rows: list[ChunkRow]) -> None:
         """After their rows are gone: drop files and RAM copies (a crash here leaves orphans)."""
-        for row in rows:
-            self._ram.discard(row.key)
-            remove_blob(self._path(row.key))
+        self._disk.forget(rows)
 
     # -- load -------------------------------------------------------------------------------
 
@@ -499,31 +498,42 @@ class KVStore:
 
     def clear(self, *, model: Any = None) -> int:
         """Remove every stored chunk (or only those of ``model``); returns how many."""
-        from sigmavault.kv.maintenance import clear
-
         self._writable()
         with self._lock:
-            return clear(self, model)
+            return maintenance.clear(self._disk, model)
 
     def gc(
         self, *, verify: bool = False, grace: float = 60.0, progress: Callable[[int, int], None] | None = None
     ) -> dict[str, int]:
         """Drop rows without a valid file (``verify``: or failing checksum/key), unreachable chunks
         and orphan files older than ``grace`` seconds; enforce the disk budget."""
-        from sigmavault.kv.maintenance import collect
-
         validate.flag(verify, "verify"), validate.number(grace, "grace", lo=0.0)
         self._writable()
         with self._lock:
             self.flush()
-            return collect(self, verify=verify, grace=grace, progress=progress)
+            budget = self._config.disk_bytes
+            evict = None if budget is None else lambda: self._commit([], budget, keep=frozenset())
+            out = maintenance.collect(self._disk, verify=verify, grace=grace, evict=evict, progress=progress)
+            # NOTE: the chunks noted as damaged while serving were dropped then; this gc checked the
+            # rest, so the noted damage is repaired (the prefixes are recomputed on their next save).
+            out["damage_acknowledged"] = self._index.clear_damage() + len(self._damage_seen)
+            self._damage_seen.clear()
+            return out
 
     def check(self, report: CheckReport) -> None:
-        """Verify every chunk file against its row (checksum, header, key); see ``gc`` to repair."""
-        from sigmavault.kv.maintenance import verify
-
+        """Verify every chunk file against its row (checksum, header, key), and report damage found
+        while serving since the last ``gc``; see ``gc`` to repair."""
         with self._lock:
-            verify(self, report)
+            noted = {**{k: (t, r) for k, t, r in self._index.damage()}, **self._damage_seen}
+            for key, (found_at, reason) in sorted(noted.items(), key=lambda kv: kv[1][0])[:20]:
+                when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(found_at))
+                report.problems.append(
+                    f"kv: chunk {key.hex()[:16]} was found damaged while serving at {when} ({reason}) and dropped; "
+                    "`sigmavault kv gc --verify PATH` checks the rest and clears this report"
+                )
+            if len(noted) > 20:
+                report.problems.append(f"kv: {len(noted) - 20} more chunks were found damaged while serving")
+            maintenance.verify(self._disk, report)
 
     def close(self) -> None:
         """Flush access records and counters; idempotent."""
@@ -538,11 +548,10 @@ class KVStore:
             self._pool = None
         self._closed = True
 
-    # -- internals shared with maintenance ---------------------------------------------------
+    # -- internals ----------------------------------------------------------------------------
 
     def _path(self, key: bytes) -> Path:
-        name = key.hex()
-        return self._dir / name[:2] / f"{name}{SUFFIX}"
+        return self._disk.path(key)
 
     def _writable(self) -> None:
         if self._db.readonly or not self._index.ready:

@@ -26,7 +26,7 @@ from sigmavault.bundle.snapshot import DB_NAME, take
 from sigmavault.errors import InvalidInput, NotFound
 from sigmavault.migrate.sources import Record, Source, read_source
 from sigmavault.migrate.validate import MigrationReport, validate
-from sigmavault.store.files import file_digest
+from sigmavault.store.files import atomic_write, file_digest, remove_file
 from sigmavault.store.tree import aside, remove_tree, swap_in
 from sigmavault.store.vectors import fsync_dir
 from sigmavault.vault import Vault
@@ -136,7 +136,7 @@ def _write(work: Path, src: Source, name: str, *, key: Any, progress: Progress |
         if src.embedder and coll.info.embedder is None:
             # NOTE: records which model made the vectors, so text queries use the same one.
             with vault.transaction():
-                vault._catalog.set_embedder(coll.info, src.embedder)
+                vault.context.catalog.set_embedder(coll.info, src.embedder)
         total = len(src.records)
         done = 0
         for start in range(0, total, _BATCH):
@@ -151,7 +151,7 @@ def _write(work: Path, src: Source, name: str, *, key: Any, progress: Progress |
             for r in src.records
         ]
         if history:
-            vault._units.restore_history(coll.info.id, history)
+            vault.context.units.restore_history(coll.info.id, history)
         with vault.transaction():
             for e in src.edges:
                 vault.link(e.source, e.target, kind=e.kind, weight=e.weight)
@@ -172,11 +172,8 @@ def _add_run(coll: Any, run: list[Record], has_text: bool) -> None:
 
 
 def _write_state(target: Path, *, had_previous: bool, source: str) -> None:
-    path = _state_path(target)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"had_previous": had_previous, "source": source, "migrated_at": time.time()}))
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with atomic_write(_state_path(target)) as fh:
+        fh.write(json.dumps({"had_previous": had_previous, "source": source, "migrated_at": time.time()}).encode())
 
 
 def rollback(dest: str | os.PathLike[str]) -> dict[str, Any]:
@@ -200,6 +197,5 @@ def rollback(dest: str | os.PathLike[str]) -> dict[str, Any]:
             os.rename(target, trash)
             fsync_dir(target.parent)
             remove_tree(trash)
-    state_path.unlink()
-    fsync_dir(target.parent)
+    remove_file(state_path)
     return {"dest": str(target), "restored_previous": bool(state.get("had_previous"))}

@@ -139,8 +139,8 @@ def _check_vectors(vault: Vault, coll: Any, present: list[Record], tolerance: fl
     if not present:
         return 0.0, []
     # NOTE: one bulk read of the stored rows instead of a get() per unit (10x faster at 100k units).
-    rows = vault._units.vector_rows(coll.info.id)
-    matrix = vault._catalog.state(coll.info.id).matrix()
+    rows = vault.context.units.vector_rows(coll.info.id)
+    matrix = vault.context.catalog.state(coll.info.id).matrix()
     missing = [r.id for r in present if r.id not in rows]
     keep = [r for r in present if r.id in rows]
     expected = np.stack([r.vector for r in keep]) if keep else np.empty((0, matrix.shape[1]), np.float32)

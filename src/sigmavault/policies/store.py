@@ -105,8 +105,13 @@ class Policies:
         source: str = "instant",
         fisher: Any = None,
         policy_id: str | None = None,
+        provenance: Sequence[str] | None = None,
     ) -> Policy:
-        """Store an entry; an existing ``policy_id`` (of the same kind) is replaced and made active again."""
+        """Store an entry; an existing ``policy_id`` (of the same kind) is replaced and made active again.
+
+        ``provenance`` names what the entry was learned from (e.g. request ids); by default a new entry has
+        none and a replaced one keeps its own.
+        """
         kind = check_kind(kind)
         text = dump_params({} if params is None else params)
         emb = None if embedding is None else embedding_vector(embedding)
@@ -114,6 +119,7 @@ class Policies:
         src = check_source(source)
         fish = None if fisher is None else fisher_vector(fisher)
         pid = new_policy_id() if policy_id is None else check_id(policy_id)
+        given = None if provenance is None else _provenance(provenance)
         now = time.time()
         dim = None if emb is None else int(emb.shape[0])
         with self._writable().write() as (conn, changes):
@@ -135,8 +141,8 @@ class Policies:
                         "use the same embedder for every entry of a kind"
                     )
             created = now if old is None else float(old[2])
-            provenance = "[]" if old is None else old[3]
-            self._insert(conn, pid, kind, text, emb, conf, src, fish, provenance, created, now)
+            kept = given if given is not None else "[]" if old is None else old[3]
+            self._insert(conn, pid, kind, text, emb, conf, src, fish, kept, created, now)
             changes[(kind, dim or 0)] = None
             if old is not None and old[1] is not None:
                 changes[(kind, int(old[1]))] = None
@@ -149,7 +155,7 @@ class Policies:
             state="active",
             created_at=created,
             last_accessed=now,
-            provenance=tuple(json.loads(provenance)),
+            provenance=tuple(json.loads(kept)),
             embedding=_readonly(emb),
             fisher=_readonly(fish),
         )
@@ -585,3 +591,13 @@ def _marks(values: Sequence[Any]) -> str:
 
 def _chunks(values: list[str]) -> list[list[str]]:
     return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
+def _provenance(ids: Sequence[str]) -> str:
+    """A provenance list as stored: JSON of distinct non-empty strings."""
+    if isinstance(ids, str):
+        raise InvalidInput("provenance must be a list of ids, not a single string")
+    out = list(dict.fromkeys(ids))
+    if not all(isinstance(i, str) and i for i in out):
+        raise InvalidInput("provenance must hold non-empty strings")
+    return json.dumps(out)

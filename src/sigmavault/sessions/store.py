@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, overload
 
@@ -378,7 +379,7 @@ class Sessions:
             if isinstance(raw[8], bytes) and self._db.cipher is None:
                 sealed += 1
                 continue
-            problem = _row_problem(self, raw)
+            problem = _row_problem(partial(self._decode, raw), raw)
             if problem:
                 bad.append(f"sessions: {raw[0]}: {problem}")
         report.problems += bad[:20]
@@ -388,9 +389,9 @@ class Sessions:
             report.notes.append(f"sessions: {sealed} sealed metadata fields not verified (no key given)")
 
 
-def _row_problem(part: Sessions, raw: Sequence[Any]) -> str | None:
+def _row_problem(decode: Callable[[], Row], raw: Sequence[Any]) -> str | None:
     try:
-        meta = json.loads(part._decode(raw)[8])
+        meta = json.loads(decode()[8])
     except Exception as exc:  # NOTE: check reports any damage instead of raising
         return f"metadata does not decode ({type(exc).__name__}: {exc})"
     if not isinstance(meta, dict):

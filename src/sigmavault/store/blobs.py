@@ -9,13 +9,11 @@ included) is reported, never used.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from pathlib import Path
 
 from sigmavault.errors import Corrupted
-from sigmavault.store.ioerrors import storage_error
-from sigmavault.store.vectors import fsync_dir
+from sigmavault.store.files import atomic_write
 
 __all__ = ["BLOB_HEADER", "read_blob", "write_blob"]
 
@@ -27,27 +25,10 @@ def write_blob(path: Path, payload: bytes, *, magic: bytes, version: int = 1, fl
     """Durably write ``payload`` at ``path``; returns the bytes written including the header."""
     if len(magic) != 8:
         raise ValueError("blob magic must be exactly 8 bytes")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise storage_error(exc, path.parent, "creating a directory") from exc
     header = BLOB_HEADER.pack(magic, version, flags, len(payload), _digest(magic, version, flags, payload))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, header)
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)  # NOTE: a full disk must not keep the half-written temp
-        raise storage_error(exc, path, "writing a blob file") from exc
+    with atomic_write(path) as fh:
+        fh.write(header)
+        fh.write(payload)
     return BLOB_HEADER.size + len(payload)
 
 

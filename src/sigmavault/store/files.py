@@ -1,6 +1,9 @@
-"""Whole files outside the blob format: atomic replace, content digests, removal, stale temps.
+"""Whole files: the one durable-write path, content digests, removal, stale temps.
 
-Used for files other tools read or write (FAISS indexes, gzip JSONL witness archives).
+Every durable file write of the vault goes through :func:`publish` (fsync the finished temp
+file, rename it into place, fsync the directory): :func:`atomic_write` for files written here
+(blob files, witness archives, state files, bundle manifests), :func:`temp_path` + ``publish``
+for files another library writes to a path (FAISS indexes, tar bundles).
 
 A library such as FAISS wants a path to write to. :func:`temp_path` hands it a hidden temporary
 name in the destination directory; :func:`publish` fsyncs the finished file, renames it into place
@@ -72,21 +75,14 @@ def file_digest(path: Path) -> tuple[int, str]:
 @contextmanager
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """Yield a binary file that appears at ``path`` whole, and durably, only if the block succeeds."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # NOTE: a full disk (or any OS refusal) is a StorageError; temp_path removes the half-written temp.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        with temp_path(path) as tmp:
+            with tmp.open("wb") as fh:
+                yield fh
+            publish(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise storage_error(exc, path, "writing a file") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def open_read(path: Path) -> BinaryIO:

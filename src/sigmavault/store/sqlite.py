@@ -297,3 +297,8 @@ class Database:
         rows = self.all("PRAGMA integrity_check")
         messages = [str(r[0]) for r in rows]
         return [] if messages == ["ok"] else [f"sqlite: {m}" for m in messages]
+
+
+def prune_schema(conn: sqlite3.Connection, keep: Sequence[str]) -> None:
+    """Forget the schema records of every part not in ``keep`` (a reduced snapshot copy of a vault)."""
+    conn.execute(f"DELETE FROM sv_schema WHERE part NOT IN ({','.join('?' * len(keep))})", list(keep))

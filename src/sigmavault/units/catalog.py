@@ -147,6 +147,10 @@ class Catalog:
     def names(self) -> list[str]:
         return [r[0] for r in self.db.all("SELECT name FROM collections ORDER BY id")]
 
+    def infos(self) -> list[CollectionInfo]:
+        """Every collection's catalogue row, oldest first (one statement: one consistent moment)."""
+        return [_info(r) for r in self.db.all(f"SELECT {_COLS} FROM collections ORDER BY id")]
+
     def find(self, name: str) -> CollectionInfo | None:
         row = self.db.one(f"SELECT {_COLS} FROM collections WHERE name = ?", (name,))
         return _info(row) if row else None

@@ -5,7 +5,7 @@ An index is derived data (DESIGN.md): losing one costs a rebuild, never a unit. 
 the row watermark it covers (``covers``), its size and SHA-256, written in the same transaction
 that renames it into place. On first search in a process the file is checked against that row
 (size, checksum, FAISS type, dimension, count) before FAISS reads a byte; a missing, stale or
-damaged file is rebuilt, with a progress bar on an interactive terminal.
+damaged file is rebuilt, reporting progress to the vault's reporter (the CLI draws it as a bar).
 
 Rows added after the file was written (``covers`` up to the vector watermark) are searched
 exactly beside the index; once there are more than :data:`TAIL_MAX` of them the index is
@@ -18,11 +18,11 @@ trained on) the next search rebuilds it. ``compact()`` does the same on demand.
 from __future__ import annotations
 
 import json
-import sys
+import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -35,10 +35,10 @@ from sigmavault.errors import Corrupted, InvalidInput, VaultError
 from sigmavault.index.ann import KINDS, AnnIndex, BuildParams, QueryParams
 from sigmavault.store import Database, Migration
 from sigmavault.store.files import file_digest, publish, remove_file, remove_stale_temps, temp_path
-from sigmavault.types import CheckReport
+from sigmavault.types import CheckReport, Reporter
 from sigmavault.units.catalog import Catalog, RowState
 
-__all__ = ["AUTO_MIN_ROWS", "CHOICES", "IndexConfig", "IndexManager", "Loaded"]
+__all__ = ["AUTO_MIN_ROWS", "CHOICES", "IndexConfig", "IndexManager", "Loaded", "keep_indexes"]
 
 PART = "ann"
 MIGRATIONS: list[Migration] = [
@@ -148,12 +148,12 @@ Progress = Callable[[int, int], None]
 class IndexManager:
     """Owns the ``ann_indexes`` table and the loaded index of each collection in this process."""
 
-    def __init__(self, db: Database, catalog: Catalog, root: Path) -> None:
+    def __init__(self, db: Database, catalog: Catalog, root: Path, *, report: Reporter | None = None) -> None:
         self.db = db
         self.catalog = catalog
         self.dir = root / "index"
-        # NOTE: None = show a progress bar only when stderr is a terminal; the CLI sets True.
-        self.show_progress: bool | None = None
+        # NOTE: where builds nobody asked for (at a search) report progress; a face draws it.
+        self.report = report
         self._loaded: dict[int, Loaded] = {}
         self._configs: dict[int, tuple[Any, IndexConfig]] = {}
         self._lock = threading.RLock()
@@ -450,28 +450,23 @@ class IndexManager:
 
     @contextmanager
     def _progress(self, label: str, given: Progress | None) -> Iterator[Progress | None]:
-        if given is not None:
+        """The caller's callback, else one reporting ``label`` to the vault's reporter, else None."""
+        report = self.report
+        if given is not None or report is None:
             yield given
             return
-        show = self.show_progress if self.show_progress is not None else sys.stderr.isatty()
-        if not show:
-            yield None
-            return
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        ) as bar:
-            task = bar.add_task(label, total=None)
+        def update(done: int, total: int) -> None:
+            report(label, done, total)
 
-            def advance(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        yield update
 
-            yield advance
+
+def keep_indexes(conn: sqlite3.Connection, cids: Sequence[int]) -> None:
+    """In a snapshot copy (inside the caller's transaction): forget the index records of other collections."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ann_indexes'").fetchone() is None:
+        return
+    conn.execute(f"DELETE FROM ann_indexes WHERE collection_id NOT IN ({','.join('?' * len(cids))})", list(cids))
 
 
 def _same(a: BuildParams, b: BuildParams) -> bool:

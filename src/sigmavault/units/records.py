@@ -32,9 +32,10 @@ from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound
 from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
-from sigmavault.types import State, Unit, Vector
+from sigmavault.types import CheckReport, State, Unit, Vector
 from sigmavault.units import integrity
 from sigmavault.units.catalog import STATE_CODES, Catalog
+from sigmavault.units.check import check_units
 
 __all__ = ["NewUnits", "UnitStore", "new_ids"]
 
@@ -369,6 +370,19 @@ class UnitStore:
             raise NotFound(f"no unit with id {uid!r}")
         return int(row[0])
 
+    def ids(self) -> set[str]:
+        """Every unit id in the vault (the graph part's check compares its edges with them)."""
+        return {r[0] for r in self.db.all("SELECT uid FROM units")}
+
+    def vec_row_of(self, uid: str) -> int | None:
+        """The vector row of a unit, or None (no such unit, or a unit without a vector)."""
+        row = self.db.one("SELECT vec_row FROM units WHERE uid = ?", (uid,))
+        return None if row is None else row[0]
+
+    def check(self, report: CheckReport) -> None:
+        """Verify this part's tables and vector files (see :mod:`sigmavault.units.check`)."""
+        check_units(self.db, self.catalog, report)
+
     def exists(self, uids: Sequence[str]) -> set[str]:
         with self.db.read() as conn:
             return _existing(conn, list(uids))
@@ -396,14 +410,6 @@ class UnitStore:
             return {r[0]: (r[1], r[2], json.loads(r[3])) for r in found}
         except (ValueError, TypeError) as exc:
             raise Corrupted(f"a unit record of a search hit is damaged ({exc}); run `sigmavault check`") from exc
-
-    def verify_vectors(self, cid: int, matrix: Vector) -> tuple[int, str | None, int]:
-        """Every vector row of ``cid`` against its CRC32 (``check()``): ``(damaged, first id, unchecked)``."""
-        return integrity.verify_vectors(self.db, cid, matrix)
-
-    def verify_records(self) -> tuple[int, str | None, int]:
-        """Every unit record against its checksum (``check()``): ``(damaged, first id, unchecked)``."""
-        return integrity.verify_records(self.db)
 
     def iter_units(
         self, *, cid: int | None = None, where_sql: str = "1", params: Sequence[Any] = (), batch: int = 4096

@@ -70,7 +70,8 @@ class WitnessEntry:
 
     ``timestamp`` is UTC milliseconds since the epoch (``now`` when absent); latencies are in
     milliseconds; ``routing`` holds the routing decision (``model``, ``context_bucket``,
-    ``temperature``, ``top_p``, ``confidence``, or other JSON scalars); ``request_id`` is
+    ``temperature``, ``top_p``, ``confidence``, or other JSON scalars and flat lists of them: the
+    runtime also keeps its cached-token count, extra latencies and retrieval scores there); ``request_id`` is
     generated when absent. Entries read back carry ``seq``, their place in the log.
     """
 
@@ -275,6 +276,21 @@ def _routing(value: Any) -> dict[str, Any]:
             out[key] = int(v)
         elif isinstance(v, numbers.Real):
             out[key] = _number(v, f"routing[{key!r}]", negative=True)
+        elif isinstance(v, list | tuple):
+            out[key] = [_scalar(x, f"routing[{key!r}]") for x in v]
         else:
-            raise InvalidInput(f"routing[{key!r}] must be a string, number, bool or None, got {type(v).__name__}")
+            raise InvalidInput(
+                f"routing[{key!r}] must be a string, number, bool, None or a list of them, got {type(v).__name__}"
+            )
     return out
+
+
+def _scalar(v: Any, what: str) -> Any:
+    """One JSON scalar of a routing list (finite numbers, strings, bools, None)."""
+    if v is None or type(v) in (str, bool, int):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return _number(v, what, negative=True)
+    raise InvalidInput(f"{what} may hold strings, numbers, bools or None, got {type(v).__name__}")

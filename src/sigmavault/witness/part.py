@@ -176,6 +176,16 @@ class Witness:
             rows = query.select(conn, filters, order=order, limit=limit, offset=offset)
         return [decode(r, self._db.cipher, embeddings=embeddings) for r in rows]
 
+    def export_otel(self, tracer_provider: Any = None, *, limit: int | None = None, **filters: Any) -> int:
+        """Send entries (oldest first, matching ``filters``) as OpenTelemetry GenAI spans; returns how many.
+
+        ``tracer_provider`` defaults to OpenTelemetry's global one; point it at an OTLP exporter to feed
+        Phoenix, Langfuse or any collector. Needs the ``otel`` extra. See :mod:`sigmavault.witness.otel`.
+        """
+        from sigmavault.witness.otel import export
+
+        return export(self.query(limit=limit, order="oldest", embeddings=False, **filters), tracer_provider)
+
     def tail(self, n: int = 20, **filters: Any) -> list[WitnessEntry]:
         """The ``n`` newest entries, oldest of them first (like ``tail``)."""
         return list(reversed(self.query(limit=n, embeddings=False, **filters)))
