@@ -14,7 +14,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sigmavault.cli import ann, bundle, chat, core, kv, policies, quickstart, sessions, witness
+    from sigmavault.cli import ann, bundle, chat, core, kv, policies, quickstart, serve, sessions, witness
 
     parser = argparse.ArgumentParser(
         prog="sigmavault",
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sigmavault {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (quickstart, core, ann, kv, sessions, policies, witness, bundle, chat):
+    for module in (quickstart, core, ann, kv, sessions, policies, witness, bundle, chat, serve):
         module.register(sub)
     return parser
 
