@@ -21,6 +21,7 @@ from transformers import StoppingCriteria
 
 import sigmavault as sv
 from sigmavault.cli import main
+from sigmavault.kv.prune import generate as prune_generate
 from sigmavault.runtime import LATENCY_KEYS
 from sigmavault.testing import tiny_llm
 
@@ -47,6 +48,20 @@ def one_thread() -> Iterator[None]:
 def llm() -> tuple[Any, Any]:
     tokenizer = tiny_llm.build_tokenizer()
     return tiny_llm.build_model(tokenizer, seed=3), tokenizer
+
+
+@pytest.fixture(scope="module")
+def sharp_llm() -> tuple[Any, Any]:
+    """Random weights drawn wide (std 0.15): greedy output then depends on every token and position, where the
+    default init's near-flat logits repeat one token whatever the cache holds."""
+    tokenizer = tiny_llm.build_tokenizer()
+    model = tiny_llm.build_model(tokenizer, seed=3)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.15)
+    return model, tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +163,47 @@ def test_a_tokenizer_without_chat_template_uses_the_plain_one(rt_vault: sv.Vault
     )
     assert text == f"{SYSTEM}\n\nUser: hi\n\nAssistant:"
     assert second.cached_tokens == first.prompt_tokens + first.completion_tokens - 1
+
+
+def test_turns_served_from_a_pruned_prefix_keep_positions_and_say_so(
+    tmp_path: Path, sharp_llm: tuple[Any, Any]
+) -> None:
+    llm = sharp_llm
+    warm_vault, cold_vault = open_vault(tmp_path / "warm"), open_vault(tmp_path / "cold")
+    with warm_vault, cold_vault:
+        # ratio 1.0 keeps every slot: a correct continuation must then match an uncached run exactly
+        warm_vault.kv.configure(prune="sink_window", ratio=1.0)
+        warm, cold = runtime(warm_vault, llm), runtime(cold_vault, llm, kv=False)
+        replies = []
+        for question in QUESTIONS:
+            got = warm.chat("p", question, k=2, max_new_tokens=8)
+            want = cold.chat("p", question, k=2, max_new_tokens=8)
+            assert got.output_ids == want.output_ids
+            replies.append(got)
+        warm_vault.witness.flush()
+        second = dict(warm_vault.witness.get(replies[1].request_id).routing or {})
+        assert second["kv.prune"].startswith("sink_window") and second["kv.kept"] == replies[1].cached_tokens > 0
+        assert second["kv.save"].startswith("skipped")
+        # the third turn falls back to the first turn's pruned prefix, the one stored
+        assert replies[2].cached_tokens == replies[1].cached_tokens
+        warm_vault.kv.configure(prune="sink_window", ratio=0.5)
+        half = runtime(warm_vault, llm)
+        half.chat("q", QUESTIONS[0], k=2, max_new_tokens=4)
+        reply = half.chat("q", QUESTIONS[1], k=2, max_new_tokens=4)
+        warm_vault.witness.flush()
+        routing = dict(warm_vault.witness.get(reply.request_id).routing or {})
+        assert 0 < routing["kv.kept"] < reply.cached_tokens and reply.completion_tokens == 4
+        # the reply continued the pruned cache at the original positions (kv.prune.generate, checked against a
+        # masked full cache in test_kv_prune), not at the cache's length as plain generate would
+        model, tokenizer = llm
+        history = warm_vault.sessions.get("q").metadata["sigmavault.runtime"]["tokens"]
+        prompt = history[: len(history) - len(reply.output_ids)]
+        loaded = warm_vault.kv.load(model, prompt)
+        assert loaded.prune is not None and loaded.tokens == reply.cached_tokens
+        ids = torch.tensor([prompt])
+        want = prune_generate(model, ids, loaded.cache, loaded.tokens, max_new_tokens=4, do_sample=False,
+                              pad_token_id=tokenizer.pad_token_id)
+        assert reply.output_ids == want[0, len(prompt) :].tolist()
 
 
 def test_witness_entry_records_the_turn(rt_vault: sv.Vault, llm: tuple[Any, Any]) -> None:

@@ -1,4 +1,4 @@
-"""KV cache verbs: ``sigmavault kv stats|clear|gc PATH``."""
+"""KV cache verbs: ``sigmavault kv stats|clear|gc|evaluate PATH``."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def parse_bytes(text: str) -> int:
 
 
 def register(sub: Subcommands) -> None:
-    group = sub.add_parser("kv", help="the KV cache store: stats, clear, gc")
+    group = sub.add_parser("kv", help="the KV cache store: stats, clear, gc, evaluate")
     verbs = group.add_subparsers(dest="kv_verb", metavar="VERB", required=True)
 
     p = verbs.add_parser("stats", help="hits, misses, hit rate, tokens served, bytes per tier")
@@ -58,6 +58,17 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--grace", type=float, default=60.0, help="seconds an unindexed file may be a save in flight")
     p.add_argument("--disk-bytes", help="set the disk budget first, e.g. 20GiB ('none' removes it)")
     p.set_defaults(handler=cmd_gc)
+
+    p = verbs.add_parser("evaluate", help="what pruning/quantizing a text's KV cache costs in quality (stores nothing)")
+    add_common(p)
+    p.add_argument("--model", required=True, help="a local transformers model directory (from_pretrained)")
+    p.add_argument("--text", required=True, help="a UTF-8 text file: the context, then the held-out continuation")
+    p.add_argument("--prune", help="sink_window, key_norm or h2o (default: the vault's configured pruning)")
+    p.add_argument("--ratio", type=float, help="fraction of the context's tokens kept")
+    p.add_argument("--codec", help="native, fp16, q8 or q4 (default: the vault's codec)")
+    p.add_argument("--new-tokens", type=int, default=32, help="greedy tokens compared (top-1, KL)")
+    p.add_argument("--heldout", type=int, default=64, help="held-out tokens for the perplexity change")
+    p.set_defaults(handler=cmd_evaluate)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -84,6 +95,8 @@ def _render_stats(data: dict[str, Any]) -> None:
         table.add_row(f"  {codec}", f"{entry['chunks']} chunks, {_size(entry['bytes'])}, {per_token:.0f} B/token")
     table.add_row("evictions", f"{data['ram_evictions']} from RAM, {data['disk_evictions']} from disk")
     table.add_row("corrupted chunks dropped", str(data["corrupted"]))
+    pruned = f"{data['pruned_saves']} saved, {data['pruned_hits']} served, {data['prune_refused']} refused by max_kl"
+    table.add_row("pruned prefixes", pruned)
     console().print(table)
 
 
@@ -112,3 +125,47 @@ def cmd_gc(args: argparse.Namespace) -> int:
             report = vault.kv.gc(verify=args.verify, grace=args.grace, progress=update)
     emit(args, report, lambda d: console().print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in d.items())))
     return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise InvalidInput("kv evaluate needs torch and transformers: pip install 'sigmavault[kv]'") from None
+    try:
+        text = Path(args.text).read_text(encoding="utf-8")
+        model = AutoModelForCausalLM.from_pretrained(
+            args.model, local_files_only=True, attn_implementation="eager"
+        ).eval()  # type: ignore[no-untyped-call]
+        tokenizer = AutoTokenizer.from_pretrained(args.model, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read the text or the model: {exc}") from None
+    ids = tokenizer(text)["input_ids"]
+    with sv.open(args.path, create=False) as vault:
+        prune = args.prune if args.prune is not None else vault.kv.config.prune
+        quality = vault.kv.evaluate(
+            model,
+            ids,
+            prune=prune,
+            ratio=args.ratio,
+            codec=args.codec,
+            new_tokens=args.new_tokens,
+            heldout=args.heldout,
+        )
+    emit(args, quality.to_dict(), _render_quality)
+    return 0
+
+
+def _render_quality(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="KV compression quality vs the lossless cache", show_header=False)
+    table.add_row("pruning / codec", f"{data['prune'] or 'none'} / {data['codec']}")
+    table.add_row("tokens kept", f"{data['kept']} of {data['context_tokens']}")
+    table.add_row("top-1 agreement", f"{data['top1']:.3f} over {data['compared']} greedy tokens")
+    table.add_row("KL mean / max (nats)", f"{data['mean_kl']:.4g} / {data['max_kl']:.4g}")
+    change = data["ppl_change"]
+    table.add_row("held-out perplexity", f"{data['ppl_full']:.2f} -> {data['ppl_lossy']:.2f} ({change:+.1%})")
+    console().print(table)

@@ -11,22 +11,29 @@ from sigmavault.kv.arrays import KVArrays
 from sigmavault.kv.codecs import CODECS, FP16, Codec, Native, Quant, codec_from_spec
 from sigmavault.kv.keys import Fingerprint, format_ref, parse_ref
 from sigmavault.kv.policies import POLICIES
-from sigmavault.kv.store import KVConfig, KVStore, Restored, Saved
+from sigmavault.kv.prune import PRUNE_POLICIES, Pruning, pruning_from
+from sigmavault.kv.quality import Quality
+from sigmavault.kv.store import KVConfig, KVStore, Loaded, Restored, Saved
 
 __all__ = [
     "CODECS",
     "FP16",
     "POLICIES",
+    "PRUNE_POLICIES",
     "Codec",
     "Fingerprint",
     "KVArrays",
     "KVConfig",
     "KVStore",
+    "Loaded",
     "Native",
+    "Pruning",
+    "Quality",
     "Quant",
     "Restored",
     "Saved",
     "codec_from_spec",
     "format_ref",
     "parse_ref",
+    "pruning_from",
 ]

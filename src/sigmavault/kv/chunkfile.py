@@ -4,8 +4,9 @@ Payload layout (inside a :func:`sigmavault.store.write_blob` file, magic ``SVKVC
 
     u32 LE   length of the JSON header
     JSON     {"codec", "dtype", "shape": [L, H, T, D], "start", "parent", "fp", "sections": [n, ...]}
+             (+ "tokens": N when a pruned chunk holds T < N KV slots for N token ids)
     pad      zero bytes to a multiple of 16
-    T x u32  the chunk's token ids, little-endian, then padding to 16
+    N x u32  the chunk's token ids (N = T unless pruned), little-endian, then padding to 16
     n bytes  each codec section in turn, each padded to 16 (aligned numpy views on read)
 
 The blob header carries magic, version and a SHA-256 of the payload. When the vault has a cipher
@@ -54,24 +55,35 @@ def _pad(n: int) -> int:
 
 
 def encode_chunk(
-    codec: Codec, kv: KVArrays, *, tokens: TokenIds, start: int, parent: bytes, fingerprint: bytes
+    codec: Codec,
+    kv: KVArrays,
+    *,
+    tokens: TokenIds,
+    start: int,
+    parent: bytes,
+    fingerprint: bytes,
+    pruned: bool = False,
 ) -> bytes:
-    """The payload bytes of one chunk (``kv`` must cover exactly ``tokens``)."""
-    if kv.tokens != len(tokens):
+    """The payload bytes of one chunk (``kv`` must cover exactly ``tokens``).
+
+    ``pruned``: ``kv`` holds fewer slots than ``tokens`` (a pruned prefix, see :mod:`.prune`); the header then
+    records the token count apart from the KV shape.
+    """
+    if kv.tokens != len(tokens) and not (pruned and kv.tokens < len(tokens)):
         raise ValueError(f"chunk KV covers {kv.tokens} tokens but {len(tokens)} token ids were given")
     sections = codec.encode(kv)
-    header = json.dumps(
-        {
-            "codec": codec.spec,
-            "dtype": kv.dtype,
-            "shape": list(kv.keys.shape),
-            "start": start,
-            "parent": parent.hex(),
-            "fp": fingerprint.hex(),
-            "sections": [len(s) for s in sections],
-        },
-        separators=(",", ":"),
-    ).encode()
+    doc: dict[str, Any] = {
+        "codec": codec.spec,
+        "dtype": kv.dtype,
+        "shape": list(kv.keys.shape),
+        "start": start,
+        "parent": parent.hex(),
+        "fp": fingerprint.hex(),
+        "sections": [len(s) for s in sections],
+    }
+    if kv.tokens != len(tokens):
+        doc["tokens"] = len(tokens)
+    header = json.dumps(doc, separators=(",", ":")).encode()
     parts = [_LEN.pack(len(header)), header, bytes(_pad(_LEN.size + len(header)))]
     tok = np.ascontiguousarray(tokens, dtype="<u4").tobytes()
     parts += [tok, bytes(_pad(len(tok)))]
@@ -103,7 +115,9 @@ def _decode(view: memoryview) -> Chunk:
         raise Corrupted(f"KV chunk header has shape {shape} and dtype {dtype!r}")
     pos = _LEN.size + hlen
     pos += _pad(pos)
-    n_tokens = shape[2]
+    n_tokens = int(header.get("tokens", shape[2]))
+    if n_tokens < shape[2]:
+        raise Corrupted(f"KV chunk header has {shape[2]} KV slots for {n_tokens} tokens")
     tokens = np.frombuffer(view[pos : pos + 4 * n_tokens], dtype="<u4").astype(np.uint32)
     if len(tokens) != n_tokens:
         raise Corrupted("KV chunk payload ends inside its token ids")

@@ -16,7 +16,7 @@ from sigmavault.errors import InvalidInput
 from sigmavault.kv.arrays import KVArrays
 from sigmavault.kv.fingerprint import Fingerprint, fingerprint_of
 
-__all__ = ["build_cache", "cache_source", "fingerprint_of"]
+__all__ = ["build_cache", "cache_source", "cache_tensors", "fingerprint_of"]
 
 
 def _layers(cache: Any) -> list[tuple[Any, Any]]:
@@ -35,6 +35,11 @@ def _layers(cache: Any) -> list[tuple[Any, Any]]:
     raise InvalidInput(
         f"expected a transformers cache or a list of (keys, values) per layer, got {type(cache).__name__}"
     )
+
+
+def cache_tensors(cache: Any) -> list[tuple[Any, Any]]:
+    """``(keys, values)`` tensors per layer of a transformers cache or a list of pairs."""
+    return _layers(cache)
 
 
 def cache_source(cache: Any, fp: Fingerprint) -> tuple[int, Callable[[int, int], KVArrays]]:

@@ -51,12 +51,14 @@ from sigmavault.kv.keys import (
     tokens_of,
 )
 from sigmavault.kv.policies import POLICIES
+from sigmavault.kv.prune import Loaded, Pruning, prune_cache, pruning_from
+from sigmavault.kv.quality import Quality, evaluate, gate
 from sigmavault.kv.tiers import RamTier
 from sigmavault.store import Database
 from sigmavault.store.blobdir import remove_blob
 from sigmavault.types import CheckReport
 
-__all__ = ["KVConfig", "KVStore", "Restored", "Saved"]
+__all__ = ["KVConfig", "KVStore", "Loaded", "Restored", "Saved"]
 
 _FLUSH_EVERY = 512  # pending access records before they are written to SQLite
 _FLUSH_SECONDS = 30.0
@@ -76,17 +78,27 @@ class KVConfig:
     ram_bytes: int = 256 * 2**20
     disk_bytes: int | None = None
     policy: str = "lru"
+    prune: str | None = None
+    max_kl: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Saved:
-    """What ``save`` did: the stored prefix's ``ref`` and length, and what it wrote or evicted."""
+    """What ``save`` did: the stored prefix's ``ref`` and length, and what it wrote or evicted.
+
+    A pruned save names its pruning (``prune``) and ``kept`` slots; ``kl`` is the gate's measured mean KL, and
+    ``refused`` says why the gate stored the lossless cache instead.
+    """
 
     ref: str | None
     tokens: int
     new_chunks: int
     new_bytes: int
     evicted: int
+    prune: str | None = None
+    kept: int | None = None
+    kl: float | None = None
+    refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,8 @@ class Restored:
     input_ids: list[int]
     tokens: int
     ref: str
+    prune: str | None = None
+    kept: int | None = None
 
 
 class KVStore:
@@ -131,12 +145,26 @@ class KVStore:
         ram_bytes: int | None = None,
         disk_bytes: int | None = _UNSET,
         policy: str | None = None,
+        prune: str | None = _UNSET,
+        ratio: float | None = None,
+        budget: int | None = None,
+        max_kl: float | None = _UNSET,
     ) -> KVConfig:
         """Change settings and persist them in the vault (this process only when read-only).
 
-        ``disk_bytes=None`` removes the disk budget; lowering it evicts at once.
+        ``disk_bytes=None`` removes the disk budget; lowering it evicts at once. ``prune`` (with ``ratio`` or
+        ``budget``) prunes what ``save`` stores and makes ``load`` look for pruned prefixes first; ``prune=None``
+        stops it. ``max_kl`` gates pruned saves on their measured mean KL (``None``: no gate).
         """
         changes: dict[str, Any] = {}
+        if prune is not _UNSET or ratio is not None or budget is not None:
+            base = self._config.prune if prune is _UNSET else prune
+            pruning = pruning_from(base, ratio=ratio, budget=budget)
+            changes["prune"] = None if pruning is None else pruning.spec
+        if max_kl is not _UNSET:
+            if max_kl is not None and not (isinstance(max_kl, int | float) and max_kl >= 0):
+                raise InvalidInput(f"max_kl is a mean KL divergence in nats >= 0 (or None), got {max_kl!r}")
+            changes["max_kl"] = None if max_kl is None else float(max_kl)
         if codec is not None:
             changes["codec"] = codec_from_spec(codec).spec
         if chunk_tokens is not None:
@@ -161,17 +189,89 @@ class KVStore:
 
     # -- save -------------------------------------------------------------------------------
 
-    def save(self, model: Any, input_ids: Any, cache: Any, *, codec: str | Codec | None = None) -> Saved:
+    def save(
+        self,
+        model: Any,
+        input_ids: Any,
+        cache: Any,
+        *,
+        codec: str | Codec | None = None,
+        prune: str | Pruning | None = _UNSET,
+        ratio: float | None = None,
+        budget: int | None = None,
+        max_kl: float | None = _UNSET,
+    ) -> Saved:
         """Store the chunks of ``input_ids`` that ``cache`` covers and that are not stored yet.
 
         ``model`` is a transformers model or a :class:`Fingerprint`; ``cache`` a ``DynamicCache``
         (or a list of ``(keys, values)`` per layer, each ``[1, kv_heads, tokens, head_dim]``).
+        With ``prune`` (default: the configured one) the whole prefix is pruned and stored as one entry, keyed
+        apart from lossless prefixes; with ``max_kl`` set, a pruning whose measured mean KL exceeds it is refused
+        and the lossless cache (in ``codec``) is stored instead, ``Saved.refused`` saying why.
         """
         from sigmavault.kv.hf import cache_source, fingerprint_of
 
         fp = fingerprint_of(model)
         length, source = cache_source(cache, fp)
-        return self._save(fp, tokens_of(input_ids), length, source, self._codec(codec))
+        tokens, chosen = tokens_of(input_ids), self._codec(codec)
+        pruning = self._pruning(prune, ratio, budget)
+        if pruning is None:
+            return self._save(fp, tokens, length, source, chosen)
+        n = min(len(tokens), length)
+        kl, refused = gate(model, tokens, cache, n, pruning, self._config.max_kl if max_kl is _UNSET else max_kl)
+        if refused is not None or n == 0:
+            if refused is not None:
+                self._bump("prune_refused")
+            return replace(self._save(fp, tokens, length, source, chosen), kl=kl, refused=refused)
+        kept, span = cache_source(prune_cache(model, tokens, cache, pruning, tokens=n).pairs, fp)
+        return replace(self._save_whole(fp, tokens[:n], span(0, kept), chosen, pruning), kl=kl)
+
+    def evaluate(
+        self,
+        model: Any,
+        input_ids: Any,
+        *,
+        prune: str | Pruning | None = _UNSET,
+        ratio: float | None = None,
+        budget: int | None = None,
+        codec: str | Codec | None = None,
+        new_tokens: int = 32,
+        heldout: int = 64,
+    ) -> Quality:
+        """What pruning (default: the configured one) and ``codec`` cost on ``input_ids``: top-1 agreement and
+        mean KL over ``new_tokens`` greedy tokens, and the perplexity of the last ``heldout`` tokens, against the
+        lossless cache (see :mod:`.quality`). Stores nothing."""
+        pruning = self._pruning(prune, ratio, budget)
+        return evaluate(
+            model, input_ids, pruning=pruning, codec=self._codec(codec), new_tokens=new_tokens, heldout=heldout
+        )
+
+    def _pruning(self, prune: Any, ratio: float | None, budget: int | None) -> Pruning | None:
+        """The pruning a call asks for: its own, else the configured one (with the call's ratio/budget)."""
+        base = self._config.prune if prune is _UNSET else prune
+        return pruning_from(base, ratio=ratio, budget=budget)
+
+    def _save_whole(self, fp: Fingerprint, tokens: TokenIds, kv: KVArrays, codec: Codec, pruning: Pruning) -> Saved:
+        """Store a pruned prefix as one entry: all its token ids and ``kv.tokens`` slots, in its own keyspace."""
+        self._writable()
+        spec = _pruned_spec(codec, pruning)
+        fpd = fp.digest(spec)
+        n = len(tokens)
+        key = chunk_key(ROOT, fpd, tokens)
+        done = Saved(ref=format_ref(key, n), tokens=n, new_chunks=0, new_bytes=0, evicted=0)
+        done = replace(done, prune=pruning.spec, kept=kv.tokens)
+        with self._lock:
+            if self._index.rows([key]):
+                return done
+            payload = encode_chunk(codec, kv, tokens=tokens, start=0, parent=ROOT, fingerprint=fpd, pruned=True)
+            size = write_chunk(self._path(key), key, payload, self._db.cipher)
+            stamp = time.time()
+            row = ChunkRow(key, ROOT, fpd, fp.model, spec, 0, n, leads(fpd, tokens)[-1], size, stamp, stamp, 0)
+            self._pending.update(saves=1, chunks_saved=1, bytes_saved=size, pruned_saves=1)
+            evicted = self._commit([row], self._config.disk_bytes, keep=frozenset([key]))
+            if not evicted or evicted[-1].key != key:
+                self._cache(key, payload, n)
+        return replace(done, new_chunks=1, new_bytes=size, evicted=len(evicted))
 
     def save_arrays(
         self, fingerprint: Fingerprint, input_ids: Any, kv: KVArrays, *, codec: str | Codec | None = None
@@ -247,18 +347,58 @@ class KVStore:
 
     # -- load -------------------------------------------------------------------------------
 
-    def load(self, model: Any, input_ids: Any, *, codec: str | Codec | None = None) -> tuple[Any, int]:
+    def load(
+        self,
+        model: Any,
+        input_ids: Any,
+        *,
+        codec: str | Codec | None = None,
+        prune: str | Pruning | None = _UNSET,
+        ratio: float | None = None,
+        budget: int | None = None,
+    ) -> Loaded:
         """``(cache, n)``: a ``DynamicCache`` for the longest stored prefix of ``input_ids``.
 
         ``n`` tokens are covered, and always fewer than ``len(input_ids)``, so generation has at
         least one token to compute. Pass ``cache`` to ``model.generate(input_ids, cache=cache)``.
-        On a miss the cache is empty and ``n`` is 0.
+        On a miss the cache is empty and ``n`` is 0. With ``prune`` (default: the configured one) a
+        pruned prefix longer than any lossless one is served; the result's ``prune``/``kept`` say so.
         """
         from sigmavault.kv.hf import build_cache, fingerprint_of
 
         fp = fingerprint_of(model)
+        chosen = self._codec(codec)
+        pruning = self._pruning(prune, ratio, budget)
+        if pruning is not None:
+            whole = self._load_whole(fp, tokens_of(input_ids), chosen, pruning)
+            if whole is not None:
+                kv, n = whole
+                return Loaded(
+                    build_cache(model, fp, [kv], kv.tokens), n, kept=kv.tokens, prune=pruning.spec, codec=chosen.spec
+                )
         parts, n = self._load_parts(fp, input_ids, codec)
-        return build_cache(model, fp, parts, n), n
+        return Loaded(build_cache(model, fp, parts, n), n, kept=n, prune=None, codec=chosen.spec)
+
+    def _load_whole(
+        self, fp: Fingerprint, tokens: TokenIds, codec: Codec, pruning: Pruning
+    ) -> tuple[KVArrays, int] | None:
+        """The longest pruned prefix of ``tokens`` stored with ``pruning``, if longer than any lossless one."""
+        fpd = fp.digest(_pruned_spec(codec, pruning))
+        with self._lock:
+            lossless = self.lookup(fp, tokens, codec=codec)
+            for row in self._index.children(ROOT, fpd, leads(fpd, tokens), most=len(tokens) - 1):
+                if row.tokens <= lossless or row.key != chunk_key(ROOT, fpd, tokens[: row.tokens]):
+                    continue
+                chunks = self._read_rows([row])
+                if not chunks or not np.array_equal(chunks[0].tokens, tokens[: row.tokens]):
+                    return None
+                self._pending.update(lookups=1, tokens_requested=len(tokens))
+                self._bump("hits")
+                self._bump("pruned_hits")
+                self._bump("tokens_served", row.tokens)
+                self._maybe_flush()
+                return chunks[0].kv, row.tokens
+        return None
 
     def load_arrays(
         self, fingerprint: Fingerprint, input_ids: Any, *, codec: str | Codec | None = None
@@ -307,7 +447,9 @@ class KVStore:
 
         fp = fingerprint_of(model)
         kv, tokens, text = self.load_ref_arrays(fp, ref)
-        return Restored(cache=build_cache(model, fp, [kv], kv.tokens), input_ids=tokens, tokens=len(tokens), ref=text)
+        cache = build_cache(model, fp, [kv], kv.tokens)
+        restored = Restored(cache=cache, input_ids=tokens, tokens=len(tokens), ref=text, kept=kv.tokens)
+        return replace(restored, prune=self._index.chain(parse_ref(text)[0])[0].codec.partition(";prune=")[2] or None)
 
     def load_ref_arrays(self, fingerprint: Fingerprint, ref: Any) -> tuple[KVArrays, list[int], str]:
         """``load_ref`` without torch: ``(kv, token_ids, ref)``."""
@@ -464,6 +606,9 @@ class KVStore:
             "corrupted",
             "ram_evictions",
             "disk_evictions",
+            "pruned_saves",
+            "pruned_hits",
+            "prune_refused",
         )
         return {
             **{name: int(totals[name]) for name in names},
@@ -573,6 +718,11 @@ def _outcome_of(fetch: Callable[[ChunkRow], _Fetched], row: ChunkRow) -> _Fetche
         return fetch(row)
     except Corrupted as exc:
         return exc
+
+
+def _pruned_spec(codec: Codec, pruning: Pruning) -> str:
+    """The keyspace (and the index's codec column) of pruned prefixes: the codec and the pruning."""
+    return f"{codec.spec};prune={pruning.spec}"
 
 
 def _fingerprint(model: Any) -> Fingerprint:

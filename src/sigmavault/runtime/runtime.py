@@ -64,6 +64,7 @@ class _Turn:
     prompt_ids: list[int] = field(default_factory=list)
     cache: Any = None
     cached: int = 0
+    pruned: str | None = None
     first_token: float | None = None
     last_unit: str | None = None
 
@@ -303,7 +304,10 @@ class Runtime:
             turn.prompt_ids = self._prompt(session, render_context(turn.hits, turn.message))
         with clock("kv_load_ms"):
             if self.kv_enabled:
-                turn.cache, turn.cached = self.vault.kv.load(self.model, turn.prompt_ids, codec=turn.codec)
+                loaded = self.vault.kv.load(self.model, turn.prompt_ids, codec=turn.codec)
+                turn.cache, turn.cached, turn.pruned = loaded.cache, loaded.tokens, loaded.prune
+                if loaded.prune is not None:
+                    turn.routing.update({"kv.prune": loaded.prune, "kv.kept": loaded.kept, "kv.ratio": loaded.ratio})
 
     def _route(self, query: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Generation settings and the routing decision: the closest ``"routing"`` policy above the threshold."""
@@ -332,17 +336,22 @@ class Runtime:
         """Step 6: ``model.generate`` on the prompt, from the restored cache; returns the new token ids."""
         import torch
 
+        from sigmavault.kv.prune import generate as continue_pruned
         from sigmavault.runtime.generate import FirstToken, cache_keyword
 
         ids = torch.tensor([turn.prompt_ids], dtype=torch.long, device=self.model.device)
         timer = FirstToken(streamer)
         kwargs = dict(turn.generate)
         kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        if turn.cache is not None:
-            kwargs[cache_keyword()] = turn.cache
         start = time.perf_counter()
         try:
-            output = self.model.generate(ids, attention_mask=torch.ones_like(ids), streamer=timer, **kwargs)
+            if turn.pruned is not None:
+                # NOTE: a pruned cache holds fewer slots than the tokens it stands for; positions go on from there
+                output = continue_pruned(self.model, ids, turn.cache, turn.cached, streamer=timer, **kwargs)
+            else:
+                if turn.cache is not None:
+                    kwargs[cache_keyword()] = turn.cache
+                output = self.model.generate(ids, attention_mask=torch.ones_like(ids), streamer=timer, **kwargs)
         finally:
             end = time.perf_counter()
             turn.first_token = timer.at
@@ -360,7 +369,11 @@ class Runtime:
         sequence = [*turn.prompt_ids, *output]
         ref = turn.session.kv_ref
         saving = None
-        if self.kv_enabled and turn.cache is not None:
+        if turn.pruned is not None:
+            # NOTE: a cache continued from a pruned prefix is not the sequence's lossless KV; storing it would
+            # pass pruned slots off as a whole prefix, so the stored pruned prefix stays what later turns load
+            turn.routing["kv.save"] = "skipped: served from a pruned prefix"
+        elif self.kv_enabled and turn.cache is not None:
             # NOTE: the KV save (mostly file writes) overlaps the reply's embedding; both release the GIL.
             saving = self._background().submit(self._save_kv, turn, sequence)
         with clock("remember_ms"):
