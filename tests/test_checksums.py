@@ -70,3 +70,24 @@ def test_a_flipped_value_inside_a_unit_record_is_found(tmp_path: Path) -> None:
             with pytest.raises(sv.Corrupted):
                 vault.get(ids[1])
             assert vault.get(ids[0]).text == "a"
+
+
+def test_record_checksums_hold_when_sqlite_parses_the_time_one_ulp_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's decimal parser is not always correctly rounded; a unit added at such a moment still checks."""
+    import random
+    import sqlite3
+    import time
+
+    conn, rng = sqlite3.connect(":memory:"), random.Random(5)
+    odd = next(
+        t for t in (1.8e9 + rng.random() * 1e6 for _ in range(2_000_000))
+        if conn.execute(f"SELECT {t!r}").fetchone()[0] != t
+    )
+    monkeypatch.setattr(time, "time", lambda: odd)
+    with sv.open(tmp_path / "v") as vault:
+        col = vault.collection("c", embedder=None)
+        uid = col.add(vectors=np.ones((1, DIM)), texts=["at an odd moment"])[0]
+        assert col.get(uid, touch=False).text == "at an odd moment"
+        assert vault.check().ok

@@ -190,9 +190,12 @@ class UnitStore:
         n = len(batch.ids)
         sigs = signatures(batch.vectors, planes)
         crcs = row_crcs(batch.vectors)
-        # NOTE: given here, the record checksum spares the insert trigger a second write per row
+        # NOTE: given here, the record checksum spares the insert trigger a second write per row. It
+        # covers created_at as SQLite stores it: the INSERT below spells `now` as a literal, and
+        # SQLite's own decimal parser may land one ulp away from Python's float.
+        stored_now = float(conn.execute(f"SELECT {now!r}").fetchone()[0])
         recs = [
-            integrity.unit_crc(u, cid, t, m, k, "active", now, c, p, r)
+            integrity.unit_crc(u, cid, t, m, k, "active", stored_now, c, p, r)
             for u, t, m, k, c, p, r in zip(
                 batch.ids, texts, metas, batch.kinds, batch.conversation_ids, batch.parent_ids, batch.kv_refs,
                 strict=True,
