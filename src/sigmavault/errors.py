@@ -15,6 +15,7 @@
     ├── EmbedderUnavailable
     ├── BundleInvalid
     ├── EncryptionError
+    ├── ShardUnavailable
     └── StorageError            (an operating-system I/O error while writing or reading files)
         └── StorageFull         (the disk or quota is full: errno ENOSPC / EDQUOT)
 
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "ReadOnly",
+    "ShardUnavailable",
     "StorageError",
     "StorageFull",
     "VaultClosed",
@@ -142,3 +144,16 @@ class StorageFull(StorageError):
     """The disk (or the user's quota) is full; free space and retry: nothing acknowledged was lost."""
 
     code = "storage_full"
+
+
+class ShardUnavailable(VaultError):
+    """A shard of a sharded collection failed or did not answer in time; ``shards`` names them."""
+
+    code = "shard_unavailable"
+
+    def __init__(self, message: str, shards: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.shards = list(shards or [])
+
+    def __reduce__(self) -> tuple[type[ShardUnavailable], tuple[str, list[str]]]:
+        return (type(self), (str(self), self.shards))

@@ -97,6 +97,14 @@ def _render_stats(data: dict[str, Any]) -> None:
     table.add_row("corrupted chunks dropped", str(data["corrupted"]))
     pruned = f"{data['pruned_saves']} saved, {data['pruned_hits']} served, {data['prune_refused']} refused by max_kl"
     table.add_row("pruned prefixes", pruned)
+    remote = data.get("remote", {})
+    if remote.get("enabled"):
+        table.add_row(
+            "remote tier (Redis)",
+            f"{remote['url']}: {remote['hits']} chunk hits, {remote['misses']} misses, "
+            f"{_size(remote['bytes_read'])} read, {_size(remote['bytes_written'])} written",
+        )
+        table.add_row("remote errors", f"{remote['errors']} errors, {remote['corrupted']} damaged values dropped")
     console().print(table)
 
 

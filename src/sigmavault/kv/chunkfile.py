@@ -29,7 +29,16 @@ from sigmavault.kv.codecs import Codec, codec_from_spec
 from sigmavault.kv.keys import TokenIds
 from sigmavault.store import Cipher, read_blob, write_blob
 
-__all__ = ["MAGIC", "Chunk", "decode_chunk", "encode_chunk", "read_chunk", "write_chunk"]
+__all__ = [
+    "MAGIC",
+    "Chunk",
+    "decode_chunk",
+    "encode_chunk",
+    "open_payload",
+    "read_chunk",
+    "seal_payload",
+    "write_chunk",
+]
 
 MAGIC = b"SVKVCHNK"
 VERSION = 1
@@ -162,4 +171,18 @@ def read_chunk(path: Path, key: bytes, cipher: Cipher | None) -> bytes:
         return data
     if cipher is None:
         raise VaultError(f"{path}: this KV chunk is encrypted; open the vault with its key")
+    return cipher.open(_aad(key), data)
+
+
+def seal_payload(key: bytes, payload: bytes, cipher: Cipher | None) -> bytes:
+    """The payload as it leaves the vault for a shared tier: sealed when the vault has a cipher."""
+    return payload if cipher is None else cipher.seal(_aad(key), payload)
+
+
+def open_payload(key: bytes, data: bytes, sealed: bool, cipher: Cipher | None) -> bytes:
+    """Inverse of :func:`seal_payload`; :class:`VaultError` when a sealed payload meets a vault without the key."""
+    if not sealed:
+        return data
+    if cipher is None:
+        raise VaultError("a shared KV chunk is encrypted; open the vault with its key")
     return cipher.open(_aad(key), data)

@@ -90,10 +90,12 @@ def chunk_spans(n_tokens: int, chunk_tokens: int) -> Iterator[tuple[int, int]]:
         yield start, min(n_tokens, start + chunk_tokens)
 
 
-def chain(fingerprint_digest: bytes, tokens: TokenIds, spans: Sequence[tuple[int, int]]) -> list[bytes]:
-    """The key of each span, chained from the root."""
+def chain(
+    fingerprint_digest: bytes, tokens: TokenIds, spans: Sequence[tuple[int, int]], *, parent: bytes = ROOT
+) -> list[bytes]:
+    """The key of each span, chained from ``parent`` (the root unless the spans continue a stored chunk)."""
     keys: list[bytes] = []
-    previous = ROOT
+    previous = parent
     for start, end in spans:
         previous = chunk_key(previous, fingerprint_digest, tokens[start:end])
         keys.append(previous)

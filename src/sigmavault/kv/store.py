@@ -34,7 +34,14 @@ from sigmavault import validate
 from sigmavault.errors import Corrupted, InvalidInput, NotFound, ReadOnly, VaultError
 from sigmavault.kv import maintenance
 from sigmavault.kv.arrays import KVArrays, concat
-from sigmavault.kv.chunkfile import Chunk, decode_chunk, encode_chunk, read_chunk, write_chunk
+from sigmavault.kv.chunkfile import (
+    Chunk,
+    decode_chunk,
+    encode_chunk,
+    read_chunk,
+    seal_payload,
+    write_chunk,
+)
 from sigmavault.kv.codecs import Codec, codec_from_spec
 from sigmavault.kv.disk import DiskTier
 from sigmavault.kv.index import ChunkRow, KVIndex
@@ -53,6 +60,7 @@ from sigmavault.kv.keys import (
 from sigmavault.kv.policies import POLICIES
 from sigmavault.kv.prune import Loaded, Pruning, prune_cache, pruning_from
 from sigmavault.kv.quality import Quality, evaluate, gate
+from sigmavault.kv.remote import RemoteTier, fetch_chain, redact, remote_settings
 from sigmavault.kv.tiers import RamTier
 from sigmavault.store import Database
 from sigmavault.store.blobdir import remove_blob
@@ -78,6 +86,10 @@ class KVConfig:
     ram_bytes: int = 256 * 2**20
     disk_bytes: int | None = None
     policy: str = "lru"
+    remote: str | None = None
+    remote_ttl: int = 7 * 86400
+    remote_prefix: str = "sv"
+    remote_timeout: float = 0.5
     prune: str | None = None
     max_kl: float | None = None
 
@@ -130,6 +142,8 @@ class KVStore:
         self._flushed_at = time.monotonic()
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
+        self._remote: RemoteTier | None = None
+        self._connect_remote()
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -145,6 +159,10 @@ class KVStore:
         ram_bytes: int | None = None,
         disk_bytes: int | None = _UNSET,
         policy: str | None = None,
+        remote: str | None = _UNSET,
+        remote_ttl: int | str | None = None,
+        remote_prefix: str | None = None,
+        remote_timeout: float | None = None,
         prune: str | None = _UNSET,
         ratio: float | None = None,
         budget: int | None = None,
@@ -154,9 +172,13 @@ class KVStore:
 
         ``disk_bytes=None`` removes the disk budget; lowering it evicts at once. ``prune`` (with ``ratio`` or
         ``budget``) prunes what ``save`` stores and makes ``load`` look for pruned prefixes first; ``prune=None``
-        stops it. ``max_kl`` gates pruned saves on their measured mean KL (``None``: no gate).
+        stops it. ``max_kl`` gates pruned saves on their measured mean KL (``None``: no gate). ``remote`` (a
+        ``redis://`` URL, ``None`` to turn it off) adds a shared tier behind disk (:mod:`.remote`):
+        ``remote_ttl`` (``"7d"`` or seconds) is set on every key, ``remote_prefix`` names the tenant,
+        ``remote_timeout`` bounds every Redis call in seconds.
         """
-        changes: dict[str, Any] = {}
+        url = {} if remote is _UNSET else {"remote": remote}
+        changes: dict[str, Any] = remote_settings(remote_ttl, remote_prefix, remote_timeout, **url)
         if prune is not _UNSET or ratio is not None or budget is not None:
             base = self._config.prune if prune is _UNSET else prune
             pruning = pruning_from(base, ratio=ratio, budget=budget)
@@ -178,6 +200,8 @@ class KVStore:
         with self._lock:
             self._config = replace(self._config, **changes)
             self._ram.reconfigure(budget=self._config.ram_bytes, policy=self._config.policy)
+            if any(name.startswith("remote") for name in changes):
+                self._connect_remote()
             if changes and not self._db.readonly and self._index.ready:
                 self._index.save_settings(changes)
                 if self._config.disk_bytes is not None:
@@ -321,6 +345,7 @@ class KVStore:
             for row in rows:
                 if row.key not in gone:
                     self._cache(row.key, fresh[row.key], row.tokens)
+            self._remote_put(fpd, [(row.key, fresh[row.key]) for row in rows])
         return Saved(
             ref=format_ref(keys[-1], n),
             tokens=n,
@@ -413,7 +438,8 @@ class KVStore:
         tokens = tokens_of(input_ids)
         spec = self._codec(codec).spec
         with self._lock:
-            parts = self._read_chain(fp, self._match(fp.digest(spec), tokens), tokens)
+            rows = self._remote_extend(fp, spec, tokens, self._match(fp.digest(spec), tokens))
+            parts = self._read_chain(fp, rows, tokens)
             n = min(sum(p.tokens for p in parts), len(tokens) - 1)
             self._pending.update(lookups=1, tokens_requested=len(tokens))
             if n <= 0:
@@ -583,6 +609,7 @@ class KVStore:
     def stats(self) -> dict[str, Any]:
         """Counters since the vault was created (this process's too), and bytes per tier."""
         with self._lock:
+            self._take_remote_counters()
             totals: Counter[str] = Counter(self._index.counters())
             totals.update(self._pending)
             disk = self._index.totals()
@@ -616,7 +643,8 @@ class KVStore:
             "token_hit_rate": totals["tokens_served"] / max(1, totals["tokens_requested"]),
             "ram": ram,
             "disk": {**disk, "budget": self._config.disk_bytes},
-            "config": asdict(self._config),
+            "remote": self._remote_stats(totals),
+            "config": {**asdict(self._config), "remote": redact(self._config.remote or "") or None},
             "session": dict(self._session),
         }
 
@@ -691,7 +719,69 @@ class KVStore:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._remote is not None:
+            self._remote.close()
         self._closed = True
+
+    # -- remote tier ----------------------------------------------------------------------------
+
+    def _connect_remote(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+        cfg = self._config
+        self._remote = None
+        if cfg.remote:
+            self._remote = RemoteTier(
+                cfg.remote, ttl=cfg.remote_ttl, prefix=cfg.remote_prefix, timeout=cfg.remote_timeout
+            )
+
+    def _remote_put(self, fpd: bytes, chunks: list[tuple[bytes, bytes]]) -> None:
+        if self._remote is None or not chunks:
+            return
+        cipher = self._db.cipher
+        self._remote.put(fpd, [(k, seal_payload(k, p, cipher)) for k, p in chunks], sealed=cipher is not None)
+        self._take_remote_counters()
+
+    def _remote_extend(self, fp: Fingerprint, spec: str, tokens: TokenIds, rows: list[ChunkRow]) -> list[ChunkRow]:
+        """``rows`` plus the full chunks after them that Redis holds, checked and promoted to disk and RAM.
+
+        A frozen vault reads only its local tiers (it cannot promote, and RAM holds only durable chunks).
+        """
+        if self._remote is None or self._db.readonly or not self._index.ready:
+            return rows
+        fpd = fp.digest(spec)
+        size = self._config.chunk_tokens
+        if rows and rows[-1].tokens != size:
+            return rows  # NOTE: the local match ended on a short chunk; nothing can follow it.
+        start, parent = (rows[-1].end, rows[-1].key) if rows else (0, ROOT)
+        spans = [s for s in chunk_spans(len(tokens), size) if s[0] >= start and s[1] - s[0] == size]
+        promoted: list[ChunkRow] = []
+        fresh: dict[bytes, bytes] = {}
+        stamp = time.time()
+        for (lo, hi), key, up, payload in fetch_chain(self._remote, self._db.cipher, fpd, tokens, spans, parent):
+            size_on_disk = write_chunk(self._path(key), key, payload, self._db.cipher)
+            lead = leads(fpd, tokens[lo:hi])[-1]
+            promoted.append(ChunkRow(key, up, fpd, fp.model, spec, lo, hi - lo, lead, size_on_disk, stamp, stamp, 0))
+            fresh[key] = payload
+        self._take_remote_counters()
+        if not promoted:
+            return rows
+        evicted = self._commit(promoted, self._config.disk_bytes, keep=frozenset(fresh))
+        gone = {row.key for row in evicted}
+        for row in promoted:
+            if row.key not in gone:
+                self._cache(row.key, fresh[row.key], row.tokens)
+        return rows + [row for row in promoted if row.key not in gone]
+
+    def _take_remote_counters(self) -> None:
+        if self._remote is not None:
+            for name, by in self._remote.take_counters().items():
+                self._bump(name, by)
+
+    def _remote_stats(self, totals: Counter[str]) -> dict[str, Any]:
+        names = ("hits", "misses", "bytes_read", "bytes_written", "chunks_written", "errors", "corrupted", "skipped")
+        counts = {name: int(totals[f"remote_{name}"]) for name in names}
+        return {"enabled": self._remote is not None, "url": redact(self._config.remote or "") or None, **counts}
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ STATUS: dict[str, int] = {
     "storage_error": 500,
     "bundle_invalid": 400,
     "encryption_error": 403,
+    "shard_unavailable": 503,
 }
 _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
