@@ -14,6 +14,7 @@ import sigmavault as sv
 from sigmavault.crypto import KeyFile, Passphrase, generate_key, write_key_file
 from sigmavault.errors import Corrupted, EncryptionError, InvalidInput
 from sigmavault.kv import Fingerprint, KVArrays
+from sigmavault.units import integrity
 
 SECRETS = [f"zanzibar-secret-{i:02d} the launch code is orchid" for i in range(12)]
 META = "meta-secret-quokka"
@@ -135,6 +136,7 @@ def test_a_sealed_value_moved_to_another_record_does_not_open(tmp_path: Path) ->
     with sv.open(path, key=key) as vault:
         vault.collection("c", embedder=None).add(["alpha text", "beta text"], vectors=np.eye(2), ids=["a", "b"])
     conn = sqlite3.connect(path / "vault.db")
+    integrity.register(conn)  # NOTE: the record checksum follows the move: the AEAD binding must refuse it
     with conn:
         conn.execute("UPDATE units SET text = (SELECT text FROM units WHERE uid = 'a') WHERE uid = 'b'")
     conn.close()

@@ -229,3 +229,33 @@ def test_cli_stats_gc_clear(vault_path: Path, capsys: pytest.CaptureFixture[str]
     assert parse_bytes("2GiB") == 2 * 2**30 and parse_bytes("1.5k") == 1536
     with pytest.raises(InvalidInput):
         parse_bytes("lots")
+
+
+def test_damage_found_while_serving_is_reported_by_check_until_gc(vault_path: Path) -> None:
+    ids = ids_for(8, 48)
+    with sv.open(vault_path) as v:
+        v.kv.configure(chunk_tokens=16, ram_bytes=0)  # NOTE: no RAM tier: the load reads the damaged file
+        v.kv.save_arrays(FP, ids, kv_for(8, 48))
+        corrupt(v.kv._path(v.kv._match(FP.digest("native"), ids)[1].key))
+        got, n = v.kv.load_arrays(FP, ids)
+        assert n == 16 and got is not None  # the damaged second chunk was dropped, the first served
+        assert v.kv.stats()["corrupted"] == 1
+        report = v.check()
+        assert not report.ok and any("found damaged while serving" in p for p in report.problems)
+    with sv.open(vault_path) as again:  # remembered across reopenings, until gc (or the chunk is saved again)
+        assert any("found damaged while serving" in p for p in again.check().problems)
+        assert again.kv.gc(verify=True, grace=0)["damage_acknowledged"] == 1
+        assert again.check().ok
+        again.kv.configure(ram_bytes=0)
+        corrupt(again.kv._path(again.kv._match(FP.digest("native"), ids)[0].key))
+        assert again.kv.load_arrays(FP, ids)[1] == 0 and not again.check().ok
+        assert again.kv.save_arrays(FP, ids, kv_for(8, 48)).new_chunks >= 1  # saved again: repaired
+        assert again.check().ok
+    # a frozen vault cannot write the note; it still reports what it found itself
+    with sv.open(vault_path) as v:
+        v.kv.save_arrays(FP, ids, kv_for(8, 48))
+        corrupt(v.kv._path(v.kv._match(FP.digest("native"), ids)[2].key))
+    with sv.open(vault_path, frozen=True) as frozen:
+        frozen.kv.configure(ram_bytes=0)
+        assert frozen.kv.load_arrays(FP, ids)[1] == 32
+        assert any("found damaged while serving" in p for p in frozen.check().problems)

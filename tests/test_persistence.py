@@ -12,6 +12,7 @@ import pytest
 from conftest import HashingEmbedder, run_py, unit_vectors
 
 import sigmavault as sv
+from sigmavault.units import integrity
 
 # The same dump code runs here and in the child process, so both sides read the vault alike.
 DUMP = """
@@ -242,6 +243,7 @@ def test_check_detects_a_dangling_edge_and_an_orphan_parent(tmp_path: Path) -> N
     path = tmp_path / "vault"
     ids, _ = _small_vault(path)
     with sqlite3.connect(path / "vault.db") as conn:
+        integrity.register(conn)  # NOTE: an edit that keeps the record checksum right: the parent check must find it
         conn.execute("INSERT INTO edges VALUES (?, 'ghost', 'related', 1.0, 0)", (ids[3],))
         conn.execute("UPDATE units SET parent_id = 'nobody' WHERE uid = ?", (ids[4],))
     with sv.open(path) as vault:
@@ -254,6 +256,7 @@ def test_check_detects_an_fts_mismatch(tmp_path: Path) -> None:
     path = tmp_path / "vault"
     ids, _ = _small_vault(path)
     with sqlite3.connect(path / "vault.db") as conn:  # text changed behind the index's back
+        integrity.register(conn)  # NOTE: keeps the record checksum right, so the FTS check is what must see it
         conn.execute("UPDATE units SET text = 'something else entirely' WHERE uid = ?", (ids[2],))
     with sv.open(path) as vault:
         assert any(p.startswith("fts:") for p in vault.check().problems)

@@ -313,6 +313,7 @@ def test_every_error_code_has_its_status() -> None:
         e.InvalidInput: 400, e.DimensionMismatch: 400, e.InvalidFilter: 400, e.EmptyText: 400,
         e.NotFound: 404, e.ReadOnly: 409, e.VaultLocked: 423, e.VaultClosed: 503,
         e.EmbedderUnavailable: 503, e.Corrupted: 500, e.BundleInvalid: 400, e.EncryptionError: 403,
+        e.StorageError: 500, e.StorageFull: 507,
         e.ShardUnavailable: 503,
     }  # fmt: skip
     for cls in e.VaultError.__subclasses__() + e.InvalidInput.__subclasses__():

@@ -213,15 +213,23 @@ def test_archive_moves_old_entries_and_keeps_counts_consistent(vault_path: Path)
         w.record({"request_id": "new"})
         assert w.archive(older_than_days=3).entries == 0
         assert vault.check().ok
-        # an archive file that does not match its checksum is reported
+        # an archive file that does not match its checksum is reported, and reading it raises Corrupted
+        # (never zlib.error), wherever the flipped byte lies: gzip header, deflate stream, CRC trailer
         first = vault_path / "witness-archive" / w.archives()[0]["file"]
-        data = bytearray(first.read_bytes())
-        data[-9] ^= 0xFF
-        first.write_bytes(bytes(data))
-        bad = vault.check()
-        assert any("does not match its recorded checksum" in p for p in bad.problems)
-        with pytest.raises(sv.Corrupted):
-            list(w.read_archive(first.name))
+        pristine = first.read_bytes()
+        for pos in (4, 12, len(pristine) // 2, len(pristine) - 9, len(pristine) - 5, len(pristine) - 1):
+            data = bytearray(pristine)
+            data[pos] ^= 0xFF
+            first.write_bytes(bytes(data))
+            bad = vault.check()
+            assert any("does not match its recorded checksum" in p for p in bad.problems), pos
+            with pytest.raises(sv.Corrupted):
+                list(w.read_archive(first.name))
+            if pos > 12:  # a copy outside the vault has no recorded checksum: gzip's own checks, translated
+                copy = vault_path.parent / "copy.jsonl.gz"
+                copy.write_bytes(bytes(data))
+                with pytest.raises(sv.Corrupted):
+                    list(w.read_archive(str(copy)))
 
 
 def test_an_interrupted_archive_step_leaves_no_duplicates(vault_path: Path) -> None:

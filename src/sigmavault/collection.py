@@ -9,12 +9,13 @@ from typing import Any, Literal, TypedDict
 
 import numpy as np
 
-from sigmavault import units
+from sigmavault import units, validate
 from sigmavault.context import VaultContext
 from sigmavault.embed import DEFAULT_NAME, Embedder, check_matrix, embedder_name
 from sigmavault.errors import (
     EmbedderUnavailable,
     EmptyText,
+    InvalidFilter,
     InvalidInput,
     NotFound,
     VaultError,
@@ -125,6 +126,7 @@ class Collection:
         progress: Progress | None,
         replace: bool,
     ) -> list[str]:
+        validate.integer(batch_size, "batch_size", lo=1, hi=1 << 40)
         if isinstance(texts, str):
             texts = [texts]
         if texts is None and vectors is None:
@@ -155,6 +157,7 @@ class Collection:
         for i, m in enumerate(meta):
             if not isinstance(m, Mapping):
                 raise InvalidInput(f"metadata {i} must be a mapping, got {type(m).__name__}")
+            validate.json_doc(m, f"metadata {i}", extended=True)
         kinds = _labels(_per_unit(kind, n, "kind", default="unit"), "kind", optional=False)
         convs = _labels(_per_unit(conversation_id, n, "conversation_id", default=None), "conversation_id")
         parents = _labels(_per_unit(parent_id, n, "parent_id", default=None), "parent_id")
@@ -306,6 +309,8 @@ class Collection:
         kv_ref: str | None = None,
     ) -> Unit:
         """Change a unit. New text is re-embedded (unless ``vector`` is given); ``metadata`` replaces the old."""
+        validate.ident(unit_id, "unit_id"), validate.ident(kv_ref, "kv_ref", optional=True)
+        validate.json_doc(metadata, "metadata", extended=True)
         self._own(unit_id)
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise EmptyText("text must be a non-empty string")
@@ -340,8 +345,8 @@ class Collection:
             raise InvalidInput("delete() takes ids or where=..., one of the two")
         if where is not None:
             sql, params = units.compile_where(where, column="u.metadata")
-        elif isinstance(unit_ids, str):
-            unit_ids = [unit_ids]
+        else:
+            unit_ids = validate.ids(unit_ids, "unit_ids")
         # NOTE: guard: the row-state cache is edited before the outer commit; a failure must drop it.
         with self._ctx.catalog.guard(self._id), self._ctx.db.write():
             if where is not None:
@@ -367,6 +372,7 @@ class Collection:
 
     def get(self, unit_id: str, *, touch: bool = True) -> Unit:
         """The unit with its stored vector; counts as an access unless ``touch=False``."""
+        validate.ident(unit_id, "unit_id"), validate.flag(touch, "touch")
         return self._ctx.units.get(unit_id, touch=touch, cid=self._id)
 
     def get_many(self, unit_ids: Sequence[str], *, vectors: bool = True) -> list[Unit]:
@@ -381,6 +387,7 @@ class Collection:
 
     def all(self, *, where: Mapping[str, Any] | None = None) -> Iterator[Unit]:
         """Every unit (optionally matching ``where``), in insertion order, without vectors."""
+        validate.json_doc(where, "where", error=InvalidFilter, extended=True)
         sql, params = units.compile_where(where, column="u.metadata")
         return self._ctx.units.iter_units(cid=self._id, where_sql=sql, params=params)
 
@@ -409,8 +416,7 @@ class Collection:
         lists probed) and ``rerank`` (candidates per result refined exactly) override the
         collection's ANN defaults for this search.
         """
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        validate.integer(k, "k", lo=1), validate.json_doc(where, "where", error=InvalidFilter, extended=True)
         knobs = _knobs(ef, nprobe, rerank)
         state_set = _states(states)
         if mode not in ("vector", "text", "hybrid"):
@@ -476,8 +482,8 @@ class Collection:
         ``touch=False`` does not count the hits as accesses (as ``get(touch=False)``): at
         thousands of queries per call, recording ~10 accesses each is a large share of the time.
         """
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise InvalidInput(f"k must be a positive integer, got {k!r}")
+        validate.integer(k, "k", lo=1), validate.flag(touch, "touch")
+        validate.json_doc(where, "where", error=InvalidFilter, extended=True)
         knobs = _knobs(ef, nprobe, rerank)
         state_set = _states(states)
         if isinstance(queries, str):
@@ -512,8 +518,7 @@ class Collection:
 
     def find_similar(self, id_or_vector: str | Any, threshold: float = 0.85, *, k: int | None = None) -> list[Hit]:
         """Near duplicates by SimHash: units whose signature agrees on at least ``threshold`` of its bits."""
-        if not 0.0 <= threshold <= 1.0:
-            raise InvalidInput(f"threshold must be in [0, 1], got {threshold!r}")
+        validate.number(threshold, "threshold", lo=0.0, hi=1.0), validate.integer(k, "k", lo=0, optional=True)
         st = self._ctx.catalog.state(self._id)
         exclude = None
         if isinstance(id_or_vector, str):
@@ -532,23 +537,21 @@ class Collection:
 
 
 def _ids(ids: Sequence[str], n: int | None) -> list[str]:
-    if isinstance(ids, str):
-        raise InvalidInput("ids must be a list of strings, not one string")
+    if isinstance(ids, str) or not isinstance(ids, Sequence):
+        raise InvalidInput(f"ids must be a list of strings, got {validate.show(ids)}")
     out = list(ids)
     if n is not None and len(out) != n:
         raise InvalidInput(f"got {len(out)} ids for {n} units")
     for i in out:
-        if not isinstance(i, str) or not i or len(i) > 256:
-            raise InvalidInput(f"id {i!r}: ids are non-empty strings of at most 256 characters")
+        if not isinstance(i, str) or not i or len(i) > 256 or "\0" in i:
+            raise InvalidInput(f"id {validate.show(i)}: ids are non-empty strings of at most 256 characters")
     return out
 
 
 def _labels(values: list[Any], what: str, *, optional: bool = True) -> list[Any]:
     """Check per-unit string fields (kind, conversation_id, parent_id, kv_ref) before any write."""
     for i, v in enumerate(values):
-        if not ((optional and v is None) or (isinstance(v, str) and v)):
-            need = "a non-empty string or None" if optional else "a non-empty string"
-            raise InvalidInput(f"{what} {i}: expected {need}, got {v!r}")
+        validate.ident(v, f"{what} {i}", optional=optional)
     return values
 
 
@@ -561,8 +564,7 @@ class _Knobs(TypedDict):
 def _knobs(ef: int | None, nprobe: int | None, rerank: int | None) -> _Knobs:
     """Validate per-search ANN knobs (None = the collection's default)."""
     for name, value in (("ef", ef), ("nprobe", nprobe), ("rerank", rerank)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+        validate.integer(value, name, lo=1, hi=1 << 30, optional=True)
     return {"ef": ef, "nprobe": nprobe, "rerank": rerank}
 
 
@@ -591,6 +593,8 @@ def _per_unit(value: Any, n: int, what: str, *, default: Any) -> list[Any]:
         return [default] * n
     if isinstance(value, str | Mapping):
         return [value] * n
+    if not isinstance(value, Sequence):
+        raise InvalidInput(f"{what}: give one value or a list with one per unit, got {validate.show(value)}")
     out = list(value)
     if len(out) != n:
         raise InvalidInput(f"{what}: got {len(out)} values for {n} units (give one value, or one per unit)")
@@ -598,6 +602,8 @@ def _per_unit(value: Any, n: int, what: str, *, default: Any) -> list[Any]:
 
 
 def _states(states: str | State | Sequence[str | State]) -> tuple[State, ...]:
+    if not isinstance(states, str | State):
+        validate.choices(list(states) if isinstance(states, Sequence) else states, "states", [s.value for s in State])
     if states == "all":
         return tuple(State)
     if isinstance(states, str | State):

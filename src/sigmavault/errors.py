@@ -15,7 +15,9 @@
     ├── EmbedderUnavailable
     ├── BundleInvalid
     ├── EncryptionError
-    └── ShardUnavailable
+    ├── ShardUnavailable
+    └── StorageError            (an operating-system I/O error while writing or reading files)
+        └── StorageFull         (the disk or quota is full: errno ENOSPC / EDQUOT)
 
 Each message says what was wrong and, where there is one, what to do about it. Every class carries a
 stable string ``code`` (``"not_found"``, ``"invalid_input"`` …) that faces put in their JSON errors;
@@ -36,6 +38,8 @@ __all__ = [
     "NotFound",
     "ReadOnly",
     "ShardUnavailable",
+    "StorageError",
+    "StorageFull",
     "VaultClosed",
     "VaultError",
     "VaultLocked",
@@ -125,6 +129,21 @@ class EncryptionError(VaultError):
     """An encrypted vault got no key or the wrong key, or encryption is unavailable."""
 
     code = "encryption_error"
+
+
+class StorageError(VaultError):
+    """The operating system refused an I/O operation on the vault's files (permissions, I/O error).
+
+    The write that raised it did not happen; what was acknowledged before is intact.
+    """
+
+    code = "storage_error"
+
+
+class StorageFull(StorageError):
+    """The disk (or the user's quota) is full; free space and retry: nothing acknowledged was lost."""
+
+    code = "storage_full"
 
 
 class ShardUnavailable(VaultError):

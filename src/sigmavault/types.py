@@ -30,6 +30,8 @@ class State(str, Enum):  # noqa: UP042 - str() stays "State.ACTIVE"; StrEnum wou
 
     @classmethod
     def parse(cls, value: str | State) -> State:
+        if not isinstance(value, str | State):
+            raise InvalidInput(f"a state must be a string such as 'active', got a {type(value).__name__}")
         try:
             return cls(value)
         except ValueError:

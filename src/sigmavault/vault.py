@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from sigmavault import validate
 from sigmavault.collection import DEFAULT, Collection, IndexChoice, Progress, index_config
 from sigmavault.context import VAULT_MIGRATIONS, Part, VaultConfig, VaultContext
 from sigmavault.embed import DEFAULT_NAME, Embedder, MiniLM, as_embedder, available
@@ -24,8 +25,10 @@ from sigmavault.errors import (
 )
 from sigmavault.graph import Direction
 from sigmavault.health import run_checks
+from sigmavault.index import METRICS
 from sigmavault.parts import part
 from sigmavault.store import Database
+from sigmavault.store.ioerrors import io_errors
 from sigmavault.types import CheckReport, Edge, Reporter, Unit
 from sigmavault.units import CollectionInfo
 
@@ -81,16 +84,19 @@ class Vault:
         key: Any = None,
         progress: Reporter | None = None,
     ) -> None:
-        self.root = Path(path)
+        self.root = Path(validate.path(path, "path"))
+        validate.flag(create, "create"), validate.flag(frozen, "frozen")
+        validate.number(busy_timeout, "busy_timeout", lo=0.0, hi=86_400.0)
         self.frozen = frozen
         db_path = self.root / DB_NAME
-        if self.root.exists() and not self.root.is_dir():
-            raise InvalidInput(f"{self.root} is a file; a vault is a directory")
-        new = not db_path.exists()
-        if new:
-            if not create or frozen:
-                raise NotFound(f"no vault at {self.root} (no {DB_NAME}); create one with sigmavault.open(path)")
-            self.root.mkdir(parents=True, exist_ok=True)
+        with io_errors(self.root, "opening the vault directory"):
+            if self.root.exists() and not self.root.is_dir():
+                raise InvalidInput(f"{self.root} is a file; a vault is a directory")
+            new = not db_path.exists()
+            if new:
+                if not create or frozen:
+                    raise NotFound(f"no vault at {self.root} (no {DB_NAME}); create one with sigmavault.open(path)")
+                self.root.mkdir(parents=True, exist_ok=True)
         db = Database(db_path, readonly=frozen, busy_timeout=busy_timeout)
         try:
             db.migrate("vault", VAULT_MIGRATIONS)
@@ -170,6 +176,10 @@ class Vault:
         Both are stored with the collection; omit them to keep what it has.
         """
         self._db.conn  # noqa: B018 - raises VaultClosed on a closed vault
+        validate.ident(name, "name"), validate.choice(metric, "metric", METRICS), validate.flag(create, "create")
+        validate.choice(index, "index", ("auto", "exact", "hnsw", "ivf-rabitq"), optional=True)
+        for key, value in index_params.items():
+            validate.integer(value, key, lo=1, hi=1 << 30)
         info = self._catalog.find(name)
         config = index_config(info.config if info else {}, index, index_params)
         if info is None:
@@ -184,7 +194,7 @@ class Vault:
 
     def compact(self, collection: str | None = None, *, progress: Progress | None = None) -> list[dict[str, Any]]:
         """Rebuild ANN indexes without deleted and replaced vectors; returns what was done per collection."""
-        names = [collection] if collection is not None else self._catalog.names()
+        names = [validate.ident(collection, "collection")] if collection is not None else self._catalog.names()
         out = []
         for name in names:
             out.append(self.collection(name, embedder=None, create=False).compact(progress=progress))
@@ -233,13 +243,15 @@ class Vault:
 
     def get(self, unit_id: str) -> Unit:
         """A unit by id, whatever its collection."""
+        validate.ident(unit_id, "unit_id")
         return self._units.get(unit_id)
 
     # -- graph ------------------------------------------------------------------------------
 
     def link(self, a: str, b: str | Sequence[str], *, kind: str = "related", weight: float = 1.0) -> None:
         """Add an edge ``a -> b`` (or one to each of several targets); re-linking updates the weight."""
-        targets = [b] if isinstance(b, str) else list(b)
+        validate.ident(a, "a"), validate.ident(kind, "kind"), validate.number(weight, "weight")
+        targets = validate.ids(b, "b")
         with self._db.write():
             missing = {a, *targets} - self._units.exists([a, *targets])
             if missing:
@@ -248,10 +260,13 @@ class Vault:
 
     def unlink(self, a: str, b: str, *, kind: str | None = None) -> int:
         """Remove edges ``a -> b``; returns how many there were."""
+        validate.ident(a, "a"), validate.ident(b, "b"), validate.ident(kind, "kind", optional=True)
         return self._graph.unlink(a, b, kind=kind)
 
     def neighbors(self, unit_id: str, *, kind: str | None = None, direction: Direction = "out") -> list[Edge]:
         """Edges leaving (``out``), entering (``in``) or touching (``both``) a unit, heaviest first."""
+        validate.ident(unit_id, "unit_id"), validate.ident(kind, "kind", optional=True)
+        validate.choice(direction, "direction", ("out", "in", "both"))
         edges = self._graph.neighbors(unit_id, kind=kind, direction=direction)
         if not edges and not self._units.exists([unit_id]):
             raise NotFound(f"no unit with id {unit_id!r}")
@@ -261,6 +276,8 @@ class Vault:
         self, a: str, b: str, *, max_depth: int = 4, kind: str | None = None, directed: bool = True
     ) -> list[str] | None:
         """Shortest chain of ids from ``a`` to ``b`` following edges, or ``None`` if none within ``max_depth``."""
+        validate.ident(a, "a"), validate.ident(b, "b"), validate.ident(kind, "kind", optional=True)
+        validate.integer(max_depth, "max_depth", lo=0, hi=1 << 20), validate.flag(directed, "directed")
         missing = {a, b} - self._units.exists([a, b])
         if missing:
             raise NotFound(f"no unit with id {sorted(missing)[0]!r}")
@@ -268,6 +285,7 @@ class Vault:
 
     def chain(self, unit_id: str) -> list[str]:
         """``unit_id`` and its ancestors by ``parent_id``, ending at the root."""
+        validate.ident(unit_id, "unit_id")
         out = [unit_id]
         parent = self._units.parent_of(unit_id)
         while parent is not None:
@@ -278,10 +296,12 @@ class Vault:
         return out
 
     def children(self, unit_id: str) -> list[str]:
+        validate.ident(unit_id, "unit_id")
         return self._units.children(unit_id)
 
     def conversation(self, conversation_id: str) -> list[Unit]:
         """The units of a conversation, in the order they were added."""
+        validate.ident(conversation_id, "conversation_id")
         return self._units.conversation(conversation_id)
 
     # -- parts ------------------------------------------------------------------------------

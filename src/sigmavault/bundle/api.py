@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sigmavault import validate
 from sigmavault.bundle.container import DirWriter, TarWriter, read_bundle
 from sigmavault.bundle.manifest import FORMAT, FORMAT_VERSION, FileEntry, dump_manifest
+from sigmavault.bundle.signing import check_trust
 from sigmavault.bundle.snapshot import DB_NAME, take
 from sigmavault.context import read_meta, write_meta
 from sigmavault.errors import BundleInvalid, InvalidInput
@@ -46,6 +48,8 @@ class BundleReport:
     witness: str
     seconds: float
     dest: str | None = None
+    signed_by: str | None = None  # the Ed25519 public key (hex) that signed the manifest, if any
+    trusted: bool = False  # signed by one of the trusted_keys the caller gave
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +99,7 @@ def _report(
         bytes=sum(e.bytes for e in entries),
         witness=str(manifest["witness"]["digest"]),
         seconds=seconds,
+        signed_by=manifest["signature"]["public_key"] if isinstance(manifest.get("signature"), dict) else None,
         **extra,
     )
 
@@ -128,9 +133,13 @@ def export(
     pii_policy: str = "unspecified",
     overwrite: bool = False,
     key: Any = None,
+    signing_key: Any = None,
     progress: Progress | None = None,
 ) -> BundleReport:
     """Write a bundle of a vault (or of its ``collections``) at ``dest``: a directory, or a tar file.
+
+    ``signing_key`` (an Ed25519 PEM file from ``sigmavault keygen --sign``, or a key object) signs
+    the manifest, so that ``verify(..., trusted_keys=[its public key])`` can tell who exported it.
 
     ``tar`` defaults to ``dest`` ending in ``.tar``. ``pii_policy`` is recorded as given (e.g.
     ``none``, ``redacted``, ``contains-pii``). An existing ``dest`` is replaced only with
@@ -140,7 +149,7 @@ def export(
     from sigmavault.vault import Vault
     from sigmavault.vault import open as open_vault
 
-    target = Path(dest)
+    target = Path(validate.path(dest, "dest"))
     if tar is None:
         tar = target.suffix == ".tar"
     if not _POLICY.match(pii_policy):
@@ -153,6 +162,10 @@ def export(
             raise InvalidInput("collections is empty; pass None to export the whole vault")
     if target.exists() and not overwrite:
         raise InvalidInput(f"{target} exists; choose a new path or pass overwrite=True")
+    if signing_key is not None:
+        from sigmavault.bundle.signing import sign
+
+        sign(signing_key, "0" * 128)  # NOTE: a bad key is refused before anything is written
     if target.exists() and not tar and not (target / "manifest.json").exists() and any(target.iterdir()):
         raise InvalidInput(f"{target} is a non-empty directory that is not a bundle; refusing to replace it")
     own = not isinstance(vault_or_path, Vault)
@@ -172,7 +185,7 @@ def export(
                 "sigmavault_version": _version(),
                 **snap.fields,
             }
-            manifest, data = dump_manifest(fields, snap.files)
+            manifest, data = dump_manifest(fields, snap.files, signing_key=signing_key)
             writer.finish(data)
             if isinstance(writer, DirWriter):
                 swap_in(writer.work, target)
@@ -198,16 +211,35 @@ def _total(path: Path) -> int:
     return _tree_bytes(path) if path.is_dir() else path.stat().st_size if path.exists() else 0
 
 
-def verify(path: str | os.PathLike[str], *, progress: Progress | None = None) -> BundleReport:
-    """Check the manifest, its witness and every file's SHA-256; raises :class:`BundleInvalid`
-    naming the first mismatch, else returns what the bundle holds."""
-    return _verify(Path(path), progress)[0]
+def verify(
+    path: str | os.PathLike[str], *, trusted_keys: Any = None, progress: Progress | None = None
+) -> BundleReport:
+    """Check the manifest, its witness, its signature and every file's SHA-256; raises
+    :class:`BundleInvalid` naming the first mismatch, else returns what the bundle holds.
+
+    ``trusted_keys`` (Ed25519 public keys: hex strings, ``.pub`` files, key objects) makes an
+    unsigned bundle, or one signed by any other key, invalid. Without it a signature is still
+    checked, and the report names the signer (``signed_by``) with ``trusted=False``.
+    """
+    return _verify(Path(validate.path(path, "path")), progress, trusted_keys)[0]
 
 
-def _verify(source: Path, progress: Progress | None) -> tuple[BundleReport, list[FileEntry]]:
+def _verify(
+    source: Path, progress: Progress | None, trusted_keys: Any = None
+) -> tuple[BundleReport, list[FileEntry]]:
+    trusted = _trusted(trusted_keys)
     started = time.perf_counter()
     manifest, entries = read_bundle(source, progress=_bytes_progress(progress, _total(source)))
-    return _report(source, manifest, entries, time.perf_counter() - started), entries
+    _, ok = check_trust(manifest, trusted, source)
+    return _report(source, manifest, entries, time.perf_counter() - started, trusted=ok), entries
+
+
+def _trusted(trusted_keys: Any) -> set[str] | None:
+    if trusted_keys is None:
+        return None
+    from sigmavault.bundle.signing import trusted_hexes
+
+    return trusted_hexes(trusted_keys)
 
 
 def _check_dest(dest: Path, *, overwrite: bool) -> None:
@@ -227,21 +259,26 @@ def import_bundle(
     dest: str | os.PathLike[str],
     *,
     overwrite: bool = False,
+    trusted_keys: Any = None,
     progress: Progress | None = None,
 ) -> BundleReport:
     """Verify the bundle at ``path`` and materialise it as the vault ``dest``, atomically.
+
+    ``trusted_keys`` as in :func:`verify`: an import then requires a signature by one of them.
 
     The files are hashed while they are copied into a hidden sibling of ``dest``; only when all
     of them match is that directory renamed into place, so a failed import leaves ``dest`` as it
     was. A vault being replaced (``overwrite=True``) must be closed by every process first.
     """
-    source, target = Path(path), Path(dest)
+    source, target = Path(validate.path(path, "path")), Path(validate.path(dest, "dest"))
+    trusted = _trusted(trusted_keys)
     _check_dest(target, overwrite=overwrite)
     started = time.perf_counter()
     work = aside(target, "import")
     work.mkdir()
     try:
         manifest, entries = read_bundle(source, sink=work, progress=_bytes_progress(progress, _total(source)))
+        _, ok = check_trust(manifest, trusted, source)
         if DB_NAME not in {e.path for e in entries}:
             raise BundleInvalid(f"{source}: the bundle holds no {DB_NAME}; it is not a vault bundle")
         record = {
@@ -257,7 +294,7 @@ def import_bundle(
     except BaseException:
         remove_tree(work)
         raise
-    return _report(source, manifest, entries, time.perf_counter() - started, dest=str(target))
+    return _report(source, manifest, entries, time.perf_counter() - started, dest=str(target), trusted=ok)
 
 
 # -- refresh ----------------------------------------------------------------------------------
@@ -278,6 +315,7 @@ def refresh(
     bundle_path: str | os.PathLike[str],
     *,
     apply: bool = True,
+    trusted_keys: Any = None,
     progress: Progress | None = None,
 ) -> RefreshReport:
     """Bring a replica vault up to a newer bundle of its lineage, reporting each file's status.
@@ -288,8 +326,8 @@ def refresh(
     (the default) a stale replica is replaced by the bundle atomically; ``apply=False`` only
     reports. A bundle of another lineage, or an older generation, is refused.
     """
-    root, source = Path(vault_path), Path(bundle_path)
-    bundle, entries = _verify(source, progress)
+    root, source = Path(validate.path(vault_path, "vault_path")), Path(validate.path(bundle_path, "bundle_path"))
+    bundle, entries = _verify(source, progress, trusted_keys)
     manifest_files = {e.path: e.sha256 for e in entries}
     report = RefreshReport(vault=str(root), bundle=str(source), generation=bundle.generation)
     if not (root / DB_NAME).exists():
@@ -323,7 +361,7 @@ def refresh(
                 report.invalidated.append(rel)
         report.invalidated += sorted(set(held) - set(manifest_files))
     if apply and report.stale:
-        import_bundle(source, root, overwrite=True, progress=progress)
+        import_bundle(source, root, overwrite=True, trusted_keys=trusted_keys, progress=progress)
         report.applied = True
     return report
 

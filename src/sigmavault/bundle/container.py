@@ -16,7 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sigmavault.bundle.manifest import DATA_DIR, MANIFEST_NAME, FileEntry, check_relpath, load_manifest
+from sigmavault.bundle.manifest import (
+    DATA_DIR,
+    MANIFEST_NAME,
+    MAX_FILES,
+    MAX_MANIFEST_BYTES,
+    FileEntry,
+    check_relpath,
+    load_manifest,
+)
 from sigmavault.errors import BundleInvalid, Corrupted
 from sigmavault.store.files import atomic_write, publish
 from sigmavault.store.tree import CHUNK, aside, copy_hashed, remove_tree
@@ -231,8 +239,10 @@ def _read_dir(root: Path, sink: Path | None, progress: Progress | None) -> tuple
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file() or manifest_path.is_symlink():
         raise BundleInvalid(f"{root}: no {MANIFEST_NAME}; not a sigmavault bundle")
+    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleInvalid(f"{root}: {MANIFEST_NAME} is over the {MAX_MANIFEST_BYTES}-byte limit")
     manifest, entries = load_manifest(manifest_path.read_bytes())
-    present: set[str] = set()
+    expected = {MANIFEST_NAME} | {f"{DATA_DIR}/{e.path}" for e in entries}
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         for name in dirnames + filenames:
@@ -241,11 +251,11 @@ def _read_dir(root: Path, sink: Path | None, progress: Progress | None) -> tuple
                 raise BundleInvalid(f"{p.relative_to(root)} is a symbolic link; bundles hold regular files only")
             if name in filenames and not p.is_file():
                 raise BundleInvalid(f"{p.relative_to(root)} is not a regular file")
-        present.update((here / f).relative_to(root).as_posix() for f in filenames)
-    expected = {MANIFEST_NAME} | {f"{DATA_DIR}/{e.path}" for e in entries}
-    extra = sorted(present - expected)
-    if extra:
-        raise BundleInvalid(f"{extra[0]} is in the bundle but not in its manifest")
+        for f in filenames:
+            # NOTE: refused at the first unlisted file: a bundle padded with junk costs one lookup, not a walk
+            rel = (here / f).relative_to(root).as_posix()
+            if rel not in expected:
+                raise BundleInvalid(f"{rel} is in the bundle but not in its manifest")
     got: dict[str, tuple[int, str]] = {}
     for e in sorted(entries, key=lambda e: e.path):
         file = root / DATA_DIR / e.path
@@ -263,7 +273,7 @@ def _read_dir(root: Path, sink: Path | None, progress: Progress | None) -> tuple
 def _read_tar(path: Path, sink: Path | None, progress: Progress | None) -> tuple[dict[str, Any], list[FileEntry]]:
     try:
         with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
-            members = tar.getmembers()
+            members = _members(tar, path)
             _check_layout(raw, members, path)
             by_name = {m.name: m for m in members}
             man = by_name.get(MANIFEST_NAME)
@@ -292,6 +302,16 @@ def _read_tar(path: Path, sink: Path | None, progress: Progress | None) -> tuple
         raise BundleInvalid(f"{path}: not a readable tar bundle ({exc})") from None
     except Corrupted as exc:
         raise BundleInvalid(f"{path}: truncated tar bundle ({exc})") from None
+
+
+def _members(tar: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
+    """The tar's headers, read one by one and refused past the file-count limit (no 20,000-junk-file walk)."""
+    members: list[tarfile.TarInfo] = []
+    while (member := tar.next()) is not None:
+        members.append(member)
+        if len(members) > MAX_FILES + 1:
+            raise BundleInvalid(f"{path}: the tar holds more than {MAX_FILES} files, over the limit")
+    return members
 
 
 def _check_layout(raw: BinaryIO, members: list[tarfile.TarInfo], path: Path) -> None:

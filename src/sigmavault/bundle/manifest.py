@@ -27,6 +27,8 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "MAX_BYTES",
+    "MAX_FILES",
     "FileEntry",
     "check_relpath",
     "dump_manifest",
@@ -40,6 +42,9 @@ MANIFEST_NAME = "manifest.json"
 DATA_DIR = "files"
 WITNESS_BYTES = 64
 MAX_MANIFEST_BYTES = 64 << 20
+# Limits a reader enforces before hashing anything: a bundle beyond them is refused, not read.
+MAX_FILES = 1_000_000
+MAX_BYTES = 1 << 42  # 4 TiB
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _REQUIRED = (
     "format",
@@ -69,16 +74,23 @@ def _canonical(body: dict[str, Any]) -> bytes:
 
 
 def witness_of(manifest: dict[str, Any]) -> str:
-    """SHAKE-256 hex digest over every field except ``witness`` (file hashes included)."""
-    body = {k: v for k, v in manifest.items() if k != "witness"}
+    """SHAKE-256 hex digest over every field except ``witness`` and ``signature`` (file hashes included)."""
+    body = {k: v for k, v in manifest.items() if k not in ("witness", "signature")}
     return hashlib.shake_256(_canonical(body)).hexdigest(WITNESS_BYTES)
 
 
-def dump_manifest(fields: dict[str, Any], files: list[FileEntry]) -> tuple[dict[str, Any], bytes]:
-    """The finished manifest (with its witness) and the exact bytes of manifest.json."""
+def dump_manifest(
+    fields: dict[str, Any], files: list[FileEntry], *, signing_key: Any = None
+) -> tuple[dict[str, Any], bytes]:
+    """The finished manifest (with its witness, and its Ed25519 signature when a key is given) and
+    the exact bytes of manifest.json."""
     manifest = dict(fields)
     manifest["files"] = {f.path: {"bytes": f.bytes, "sha256": f.sha256} for f in sorted(files, key=lambda f: f.path)}
     manifest["witness"] = {"alg": "shake256", "bytes": WITNESS_BYTES, "digest": witness_of(manifest)}
+    if signing_key is not None:
+        from sigmavault.bundle.signing import sign
+
+        manifest["signature"] = sign(signing_key, manifest["witness"]["digest"])
     return manifest, _pretty(manifest)
 
 
@@ -140,9 +152,17 @@ def load_manifest(data: bytes) -> tuple[dict[str, Any], list[FileEntry]]:
         raise BundleInvalid("manifest.json: the witness is not a 64-byte SHAKE-256 digest")
     if wit.get("digest") != witness_of(manifest):
         raise BundleInvalid("manifest.json: witness mismatch: a manifest field or a file hash was changed")
+    if "signature" in manifest:
+        from sigmavault.bundle.signing import signature_problem
+
+        problem = signature_problem(manifest["signature"], wit["digest"])
+        if problem is not None:
+            raise BundleInvalid(f"manifest.json: {problem}")
     files = manifest["files"]
     if not isinstance(files, dict):
         raise BundleInvalid("manifest.json: files is not an object")
+    if len(files) > MAX_FILES:
+        raise BundleInvalid(f"manifest.json lists {len(files)} files, over the limit of {MAX_FILES}")
     entries: list[FileEntry] = []
     for path, info in files.items():
         check_relpath(path)
@@ -155,6 +175,9 @@ def load_manifest(data: bytes) -> tuple[dict[str, Any], list[FileEntry]]:
         ):
             raise BundleInvalid(f"manifest.json: the entry for {path!r} needs bytes and a sha256")
         entries.append(FileEntry(path, info["bytes"], info["sha256"]))
+    total = sum(e.bytes for e in entries)
+    if total > MAX_BYTES:
+        raise BundleInvalid(f"manifest.json lists {total} bytes of files, over the limit of {MAX_BYTES}")
     lowered = {e.path.lower() for e in entries}
     if len(lowered) != len(entries):
         raise BundleInvalid("manifest.json lists two files whose names differ only in case")

@@ -26,11 +26,14 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--tar", action="store_true", help="write one tar file even if DEST does not end in .tar")
     p.add_argument("--pii-policy", default="unspecified", help="recorded in the manifest, e.g. none, redacted")
     p.add_argument("--overwrite", action="store_true", help="replace DEST once the new bundle is complete")
+    p.add_argument("--sign", metavar="KEYFILE", help="sign the manifest with this Ed25519 key (keygen --sign)")
     _common(p)
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("verify", help="check a bundle's manifest witness and every file's SHA-256")
     p.add_argument("bundle", help="bundle directory or tar file")
+    p.add_argument("--trust", action="append", metavar="PUBKEY",
+                   help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)")
     _common(p, key=False)
     p.set_defaults(handler=cmd_verify)
 
@@ -38,6 +41,8 @@ def register(sub: Subcommands) -> None:
     p.add_argument("bundle", help="bundle directory or tar file")
     p.add_argument("dest", help="vault directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing vault at DEST")
+    p.add_argument("--trust", action="append", metavar="PUBKEY",
+                   help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)")
     _common(p, key=False)
     p.set_defaults(handler=cmd_import)
 
@@ -45,6 +50,8 @@ def register(sub: Subcommands) -> None:
     p.add_argument("path", help="replica vault directory (made by import)")
     p.add_argument("bundle", help="bundle directory or tar file")
     p.add_argument("--dry-run", action="store_true", help="only report up_to_date / invalidated / missing")
+    p.add_argument("--trust", action="append", metavar="PUBKEY",
+                   help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)")
     _common(p, key=False)
     p.set_defaults(handler=cmd_refresh)
 
@@ -60,6 +67,8 @@ def register(sub: Subcommands) -> None:
 
     p = sub.add_parser("keygen", help="write a new random encryption key file (mode 0600)")
     p.add_argument("file", help="key file to create (never overwritten)")
+    p.add_argument("--sign", action="store_true",
+                   help="write an Ed25519 bundle-signing key instead (its public key goes to FILE.pub)")
     p.set_defaults(handler=cmd_keygen)
 
 
@@ -96,6 +105,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             pii_policy=args.pii_policy,
             overwrite=args.overwrite,
             key=_key(args),
+            signing_key=args.sign,
             progress=bar,
         )
     emit(
@@ -114,7 +124,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     try:
         with _bar(args, "verifying") as bar:
-            report = bundle.verify(args.bundle, progress=bar)
+            report = bundle.verify(args.bundle, trusted_keys=args.trust, progress=bar)
     except BundleInvalid as exc:
         emit(args, {"path": args.bundle, "ok": False, "error": str(exc)},
              lambda d: console().print(f"[red]INVALID[/red] {d['path']}: {d['error']}"))  # fmt: skip
@@ -124,7 +134,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report.to_dict(),
         lambda d: console().print(
             f"[green]OK[/green] {d['path']}: {d['files']} files, {_mb(d['bytes'])}, generation {d['generation']} "
-            f"of lineage {d['lineage_id']}\nwitness {d['witness']}"
+            f"of lineage {d['lineage_id']}\nwitness {d['witness']}\n"
+            + (f"signed by {d['signed_by']} ({'trusted' if d['trusted'] else 'not checked against trusted keys'})"
+               if d["signed_by"] else "unsigned")
         ),
     )
     return 0
@@ -134,7 +146,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     from sigmavault import bundle
 
     with _bar(args, "importing") as bar:
-        report = bundle.import_bundle(args.bundle, args.dest, overwrite=args.overwrite, progress=bar)
+        report = bundle.import_bundle(
+            args.bundle, args.dest, overwrite=args.overwrite, trusted_keys=args.trust, progress=bar
+        )
     emit(
         args,
         report.to_dict(),
@@ -150,7 +164,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from sigmavault import bundle
 
     with _bar(args, "refreshing") as bar:
-        report = bundle.refresh(args.path, args.bundle, apply=not args.dry_run, progress=bar)
+        report = bundle.refresh(args.path, args.bundle, apply=not args.dry_run, trusted_keys=args.trust, progress=bar)
 
     def render(d: dict[str, Any]) -> None:
         out = console()
@@ -221,6 +235,15 @@ def _render_migration(d: dict[str, Any]) -> None:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     from sigmavault.crypto import write_key_file
+
+    if args.sign:
+        from sigmavault.bundle.signing import generate
+
+        path, public = generate(args.file)
+        console().print(f"wrote a new Ed25519 signing key to {path} (mode 0600) and its public key to {path}.pub:\n"
+                        f"{public}\nsign with `sigmavault export --sign {path}`; "
+                        f"recipients verify with `--trust {public}`")  # fmt: skip
+        return 0
 
     path = write_key_file(args.file)
     console().print(f"wrote a new key to {path} (mode {oct(os.stat(path).st_mode & 0o777)}); "

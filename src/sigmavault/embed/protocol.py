@@ -63,8 +63,9 @@ def as_embedder(obj: Any) -> Embedder:
 def check_matrix(values: Any, *, rows: int | None = None, dim: int | None = None, what: str = "vectors") -> Vector:
     """Validate an (n, d) finite float matrix and return it as contiguous float32."""
     try:
-        arr = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+        with np.errstate(over="ignore"):  # NOTE: a value beyond float32 becomes inf, refused below
+            arr = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvalidInput(f"{what}: not a numeric matrix ({exc})") from None
     if arr.ndim == 1 and rows == 1:
         arr = arr.reshape(1, -1)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from sigmavault import validate
 from sigmavault.errors import Corrupted, InvalidInput
 from sigmavault.kv.arrays import STORAGE, KVArrays, to_float32
 from sigmavault.kv.quant import Quantized, dequantize, pack4, quantize, unpack4
@@ -199,7 +200,8 @@ def codec_from_spec(spec: str | Codec) -> Codec:
     if isinstance(spec, Codec):
         return spec
     if not isinstance(spec, str) or not spec.strip():
-        raise InvalidInput(f"codec must be one of {', '.join(CODECS)} (optionally with options), got {spec!r}")
+        names = ", ".join(CODECS)
+        raise InvalidInput(f"codec must be one of {names} (optionally with options), got {validate.show(spec)}")
     name, *options = [part.strip() for part in spec.strip().lower().split(",")]
     if name == "native" and not options:
         return Native()

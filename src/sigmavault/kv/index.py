@@ -41,6 +41,9 @@ MIGRATIONS: list[Migration] = [
         "CREATE TABLE kv_config (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE TABLE kv_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     ],
+    # Damage found while serving (a chunk that failed its checksum and was dropped): kept until
+    # `kv gc` acknowledges it, so that check() reports it even though the chunk itself is gone.
+    ["CREATE TABLE kv_damage (key BLOB PRIMARY KEY, found_at REAL NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID"],
 ]
 
 _COLUMNS = "key, parent, fp, model, codec, start, tokens, lead, bytes, created_at, accessed_at, hits"
@@ -173,6 +176,9 @@ class KVIndex:
     # -- writes (call inside db.write()) ----------------------------------------------------
 
     def insert(self, rows: Iterable[ChunkRow]) -> None:
+        """Add chunk rows; a chunk saved again after it was dropped as damaged is repaired (its note goes)."""
+        rows = list(rows)
+        self.db.conn.executemany("DELETE FROM kv_damage WHERE key = ?", [(r.key,) for r in rows])
         self.db.conn.executemany(
             f"INSERT OR IGNORE INTO kv_chunks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -233,6 +239,25 @@ class KVIndex:
             "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
             [(name, value) for name, value in counters.items() if value],
         )
+
+    # -- damage found at run time ------------------------------------------------------------
+
+    def note_damage(self, key: bytes, reason: str, found_at: float) -> None:
+        """Remember a chunk dropped as damaged; call inside the write transaction that drops it."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO kv_damage (key, found_at, reason) VALUES (?, ?, ?)", (key, found_at, reason[:500])
+        )
+
+    def damage(self) -> list[tuple[bytes, float, str]]:
+        """``(key, found_at, reason)`` of every chunk dropped as damaged since the last ``gc``."""
+        if not self.ready:
+            return []
+        return [(bytes(k), float(t), str(r)) for k, t, r in self.db.all("SELECT key, found_at, reason FROM kv_damage")]
+
+    def clear_damage(self) -> int:
+        """Forget the damage found so far (``gc`` repaired what it could); returns how many were noted."""
+        with self.db.write() as conn:
+            return int(conn.execute("DELETE FROM kv_damage").rowcount)
 
     # -- settings and counters --------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sigmavault import validate
 from sigmavault.errors import InvalidInput
 from sigmavault.kv.fingerprint import Fingerprint
 
@@ -111,6 +112,7 @@ def parse_ref(ref: str) -> tuple[bytes, int]:
     match = _REF.match(ref) if isinstance(ref, str) else None
     if match is None:
         raise InvalidInput(
-            f"{ref!r} is not a kv_ref; a kv_ref is '<64 hex digits>:<tokens>' as returned by vault.kv.save()"
+            f"{validate.show(ref)} is not a kv_ref; a kv_ref is '<64 hex digits>:<tokens>' "
+            "as returned by vault.kv.save()"
         )
     return bytes.fromhex(match.group(1)), int(match.group(2))

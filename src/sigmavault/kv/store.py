@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from sigmavault import validate
 from sigmavault.errors import Corrupted, InvalidInput, NotFound, ReadOnly, VaultError
 from sigmavault.kv import maintenance
 from sigmavault.kv.arrays import KVArrays, concat
@@ -136,6 +137,7 @@ class KVStore:
         self._disk = DiskTier(db, root, self._index, self._ram)
         self._touches: dict[bytes, tuple[float, int]] = {}
         self._pending: Counter[str] = Counter()
+        self._damage_seen: dict[bytes, tuple[float, str]] = {}  # read-only vaults: damage noted in memory
         self._session: Counter[str] = Counter()
         self._flushed_at = time.monotonic()
         self._pool: ThreadPoolExecutor | None = None
@@ -194,9 +196,7 @@ class KVStore:
         if disk_bytes is not _UNSET:
             changes["disk_bytes"] = None if disk_bytes is None else _non_negative(disk_bytes, "disk_bytes")
         if policy is not None:
-            if policy not in POLICIES:
-                raise InvalidInput(f"unknown eviction policy {policy!r}; use one of {', '.join(POLICIES)}")
-            changes["policy"] = policy
+            changes["policy"] = validate.choice(policy, "policy (eviction policy)", POLICIES)
         with self._lock:
             self._config = replace(self._config, **changes)
             self._ram.reconfigure(budget=self._config.ram_bytes, policy=self._config.policy)
@@ -301,6 +301,8 @@ class KVStore:
         self, fingerprint: Fingerprint, input_ids: Any, kv: KVArrays, *, codec: str | Codec | None = None
     ) -> Saved:
         """``save`` for runtimes without torch: ``kv`` holds ``[layers, heads, tokens, head_dim]`` arrays."""
+        _need(fingerprint, Fingerprint, "fingerprint")
+        _need(kv, KVArrays, "kv")
         want = (fingerprint.layers, fingerprint.kv_heads, fingerprint.head_dim)
         got = (kv.keys.shape[0], kv.keys.shape[1], kv.keys.shape[3])
         if got != want or kv.dtype != fingerprint.dtype:
@@ -427,6 +429,7 @@ class KVStore:
         self, fingerprint: Fingerprint, input_ids: Any, *, codec: str | Codec | None = None
     ) -> tuple[KVArrays | None, int]:
         """``load`` without torch: the KV arrays of the longest stored prefix (``None`` on a miss)."""
+        _need(fingerprint, Fingerprint, "fingerprint")
         parts, n = self._load_parts(fingerprint, input_ids, codec)
         return (concat(parts).span(0, n), n) if n else (None, 0)
 
@@ -476,6 +479,7 @@ class KVStore:
 
     def load_ref_arrays(self, fingerprint: Fingerprint, ref: Any) -> tuple[KVArrays, list[int], str]:
         """``load_ref`` without torch: ``(kv, token_ids, ref)``."""
+        _need(fingerprint, Fingerprint, "fingerprint")
         if not isinstance(ref, str) and hasattr(ref, "kv_ref"):
             if ref.kv_ref is None:
                 raise NotFound(f"unit {getattr(ref, 'id', '?')!r} has no kv_ref; save its KV and set kv_ref first")
@@ -549,7 +553,7 @@ class KVStore:
         stamp = time.time()
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, Corrupted):
-                self._drop(row)
+                self._drop(row, str(result))
                 break
             tier, payload, chunk = result
             self._bump(tier)
@@ -573,14 +577,21 @@ class KVStore:
             raise Corrupted(f"KV chunk {row.key.hex()} does not match its index row")
         return tier, payload, chunk
 
-    def _drop(self, row: ChunkRow) -> None:
-        """Forget a damaged chunk everywhere; the caller recomputes it and may save it again."""
+    def _drop(self, row: ChunkRow, reason: str) -> None:
+        """Forget a damaged chunk everywhere, and remember the damage for ``check()`` until ``gc``.
+
+        The caller recomputes the chunk and may save it again; a read-only vault remembers the
+        damage in this process only (it cannot write).
+        """
         self._bump("corrupted")
         self._ram.discard(row.key)
+        now = time.time()
         if self._db.readonly or not self._index.ready:
+            self._damage_seen[row.key] = (now, reason)
             return
         with self._db.write():
             self._index.delete([row.key])
+            self._index.note_damage(row.key, reason, now)
         remove_blob(self._path(row.key))
 
     def _cache(self, key: bytes, payload: bytes, tokens: int) -> None:
@@ -669,16 +680,32 @@ class KVStore:
     ) -> dict[str, int]:
         """Drop rows without a valid file (``verify``: or failing checksum/key), unreachable chunks
         and orphan files older than ``grace`` seconds; enforce the disk budget."""
+        validate.flag(verify, "verify"), validate.number(grace, "grace", lo=0.0)
         self._writable()
         with self._lock:
             self.flush()
             budget = self._config.disk_bytes
             evict = None if budget is None else lambda: self._commit([], budget, keep=frozenset())
-            return maintenance.collect(self._disk, verify=verify, grace=grace, evict=evict, progress=progress)
+            out = maintenance.collect(self._disk, verify=verify, grace=grace, evict=evict, progress=progress)
+            # NOTE: the chunks noted as damaged while serving were dropped then; this gc checked the
+            # rest, so the noted damage is repaired (the prefixes are recomputed on their next save).
+            out["damage_acknowledged"] = self._index.clear_damage() + len(self._damage_seen)
+            self._damage_seen.clear()
+            return out
 
     def check(self, report: CheckReport) -> None:
-        """Verify every chunk file against its row (checksum, header, key); see ``gc`` to repair."""
+        """Verify every chunk file against its row (checksum, header, key), and report damage found
+        while serving since the last ``gc``; see ``gc`` to repair."""
         with self._lock:
+            noted = {**{k: (t, r) for k, t, r in self._index.damage()}, **self._damage_seen}
+            for key, (found_at, reason) in sorted(noted.items(), key=lambda kv: kv[1][0])[:20]:
+                when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(found_at))
+                report.problems.append(
+                    f"kv: chunk {key.hex()[:16]} was found damaged while serving at {when} ({reason}) and dropped; "
+                    "`sigmavault kv gc --verify PATH` checks the rest and clears this report"
+                )
+            if len(noted) > 20:
+                report.problems.append(f"kv: {len(noted) - 20} more chunks were found damaged while serving")
             maintenance.verify(self._disk, report)
 
     def close(self) -> None:
@@ -797,15 +824,16 @@ def _fingerprint(model: Any) -> Fingerprint:
 
 
 def _positive(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return validate.integer(value, name, lo=1, hi=1 << 30)  # type: ignore[no-any-return]
 
 
 def _non_negative(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidInput(f"{name} must be a number of bytes >= 0, got {value!r}")
-    return value
+    return validate.integer(value, f"{name} (bytes)", lo=0, hi=1 << 62)  # type: ignore[no-any-return]
+
+
+def _need(value: Any, kind: type, name: str) -> None:
+    if not isinstance(value, kind):
+        raise InvalidInput(f"{name} must be a {kind.__name__}, got {validate.show(value)}")
 
 
 def _config_from(settings: dict[str, Any]) -> KVConfig:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sigmavault import validate as arguments
 from sigmavault.bundle.container import DirWriter
 from sigmavault.bundle.snapshot import DB_NAME, take
 from sigmavault.errors import InvalidInput, NotFound
@@ -64,8 +65,8 @@ def migrate(
     The result is switched in only when ``report.ok``; check it (the CLI exits 1 when it is not).
     """
     started = time.perf_counter()
-    target = Path(dest)
-    src = read_source(source)
+    target = Path(arguments.path(dest, "dest"))
+    src = read_source(arguments.path(source, "source"))
     before = {p: file_digest(p) for p in src.files}
     if target.exists() and not (target / DB_NAME).exists() and (not target.is_dir() or any(target.iterdir())):
         raise InvalidInput(f"{target} exists and is not a vault; migrate into a vault or a new path")
@@ -180,7 +181,7 @@ def rollback(dest: str | os.PathLike[str]) -> dict[str, Any]:
 
     Close the vault in every process first. Returns ``{"dest", "restored_previous"}``.
     """
-    target = Path(dest)
+    target = Path(arguments.path(dest, "dest"))
     state_path = _state_path(target)
     if not state_path.exists():
         raise NotFound(f"no migration of {target} to roll back (no {state_path.name} beside it)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -13,6 +12,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from sigmavault import validate
 from sigmavault.embed import check_matrix
 from sigmavault.errors import InvalidInput
 from sigmavault.types import Vector
@@ -79,55 +79,43 @@ def new_policy_id() -> str:
 
 
 def check_id(value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > 256:
-        raise InvalidInput(f"policy id {value!r}: use a non-empty string of at most 256 characters")
+    if not isinstance(value, str) or not value or len(value) > 256 or "\0" in value:
+        raise InvalidInput(f"policy id {validate.show(value)}: use a non-empty string of at most 256 characters")
     return value
 
 
 def check_kind(kind: Any) -> str:
     if not isinstance(kind, str) or not _KIND.match(kind):
-        raise InvalidInput(f"policy kind {kind!r}: use 1-64 letters, digits, '_', '-', '.' or ':'")
+        raise InvalidInput(f"policy kind {validate.show(kind)}: use 1-64 letters, digits, '_', '-', '.' or ':'")
     return kind
 
 
 def check_source(source: Any) -> PolicySource:
-    if source not in SOURCES:
-        raise InvalidInput(f"policy source {source!r}: use one of {', '.join(SOURCES)}")
-    return source  # type: ignore[no-any-return]
+    return validate.choice(source, "policy source", SOURCES)  # type: ignore[no-any-return]
 
 
 def check_states(states: str | Sequence[str]) -> tuple[PolicyState, ...]:
     """``"all"``, one state, or several."""
-    if states == "all":
+    checked = validate.choices(states, "states", STATES, words=("all",))
+    if checked == "all":
         return STATES
-    values = [states] if isinstance(states, str) else list(states)
-    for s in values:
-        if s not in STATES:
-            raise InvalidInput(f"policy state {s!r}: use one of {', '.join(STATES)}, or 'all'")
-    if not values:
-        raise InvalidInput("states is empty; give 'all', one state, or several")
-    return tuple(values)  # type: ignore[arg-type]
+    return (checked,) if isinstance(checked, str) else tuple(checked)  # type: ignore[return-value]
 
 
 def check_confidence(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise InvalidInput(f"confidence must be a number in [0, 1], got {value!r}")
-    return float(value)
+    return validate.number(value, "confidence", lo=0.0, hi=1.0)  # type: ignore[no-any-return]
 
 
 def check_threshold(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not -1.0 <= value <= 1.0:
-        raise InvalidInput(f"{what} must be a cosine similarity in [-1, 1], got {value!r}")
-    return float(value)
+    return validate.number(value, what, lo=-1.0, hi=1.0)  # type: ignore[no-any-return]
 
 
 def check_k(value: Any, what: str = "k") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"{what} must be a positive integer, got {value!r}")
-    return value
+    return validate.integer(value, what, lo=1, hi=1 << 40)  # type: ignore[no-any-return]
 
 
 def dump_params(value: Any) -> str:
+    validate.json_doc(value, "params")
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -151,6 +139,4 @@ def fisher_vector(value: Any) -> Vector:
 
 
 def check_time(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(f"{what} must be a finite number of Unix seconds, got {value!r}")
-    return float(value)
+    return validate.number(value, what, lo=-1e15, hi=1e15)  # type: ignore[no-any-return]

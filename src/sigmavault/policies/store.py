@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sigmavault import validate
 from sigmavault.errors import DimensionMismatch, InvalidInput, NotFound, ReadOnly
 from sigmavault.index import normalize, top_k
 from sigmavault.policies.access import AccessLog
@@ -192,7 +193,7 @@ class Policies:
 
     def delete(self, policy_ids: str | Sequence[str]) -> int:
         """Remove entries for good; every id must exist (nothing is removed otherwise)."""
-        ids = [check_id(policy_ids)] if isinstance(policy_ids, str) else [check_id(p) for p in policy_ids]
+        ids = [check_id(p) for p in validate.ids(policy_ids, "policy_ids")]
         with self._writable().write() as (conn, changes):
             found: dict[str, tuple[str, int | None]] = {}
             for chunk in _chunks(ids):
@@ -284,7 +285,8 @@ class Policies:
         wanted = check_states(states)
         sources = None
         if source is not None:
-            sources = tuple(check_source(s) for s in ([source] if isinstance(source, str) else source))
+            checked = validate.choices(source, "source", SOURCES)
+            sources = tuple(check_source(s) for s in ([checked] if isinstance(checked, str) else checked))
         floor = None if min_confidence is None else check_confidence(min_confidence)
         if min_score is not None:
             check_threshold(min_score, "min_score")
@@ -412,8 +414,7 @@ class Policies:
         check_k(k)
         check_k(iterations, "iterations")
         src = check_source(source)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidInput(f"seed must be an integer, got {seed!r}")
+        validate.integer(seed, "seed", lo=-(1 << 63), hi=(1 << 64) - 1), validate.flag(remove, "remove")
         with self._writable().write() as (conn, changes):
             members = self._members(conn, kind)
             if len(members) <= k:
@@ -455,7 +456,7 @@ class Policies:
         is kept and absorbs its near duplicates: their ids join its ``provenance``, and they are
         archived with ``replaced_by`` set, or deleted with ``remove=True``.
         """
-        check_threshold(threshold, "threshold")
+        check_threshold(threshold, "threshold"), validate.flag(remove, "remove")
         kinds = [check_kind(kind)] if kind is not None else list(self.kinds())
         pruned: builtins.list[str] = []
         with self._writable().write() as (conn, changes):

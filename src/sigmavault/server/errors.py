@@ -36,6 +36,7 @@ STATUS: dict[str, int] = {
     "embedder_unavailable": 503,
     "corrupted": 500,
     "storage_full": 507,
+    "storage_error": 500,
     "bundle_invalid": 400,
     "encryption_error": 403,
     "shard_unavailable": 503,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -12,6 +11,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from sigmavault import validate
 from sigmavault.embed import check_matrix
 from sigmavault.errors import InvalidInput
 from sigmavault.types import Vector
@@ -91,53 +91,41 @@ def new_session_id() -> str:
 
 
 def check_id(value: Any, what: str = "session_id") -> str:
-    if not isinstance(value, str) or not value or len(value) > 256:
-        raise InvalidInput(f"{what} {value!r}: use a non-empty string of at most 256 characters")
+    if not isinstance(value, str) or not value or len(value) > 256 or "\0" in value:
+        raise InvalidInput(f"{what} {validate.show(value)}: use a non-empty string of at most 256 characters")
     return value
 
 
 def check_label(value: Any, what: str) -> str | None:
     """An optional short string field (user id, adapter name, KV reference)."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > 1024:
-        raise InvalidInput(f"{what} {value!r}: use None or a non-empty string of at most 1024 characters")
-    return value
+    return validate.ident(value, what, optional=True)  # type: ignore[no-any-return]
 
 
 def check_state(value: Any) -> SessionState:
-    if value not in STATES:
-        raise InvalidInput(f"session state {value!r}: use one of {', '.join(STATES)}")
-    return value  # type: ignore[no-any-return]
+    return validate.choice(value, "session state", STATES)  # type: ignore[no-any-return]
 
 
 def check_states(states: str | Sequence[str]) -> tuple[SessionState, ...]:
     """``"all"``, one state, or several."""
-    if states == "all":
+    checked = validate.choices(states, "states", STATES, words=("all",))
+    if checked == "all":
         return STATES
-    if isinstance(states, str):
-        return (check_state(states),)
-    out = tuple(check_state(s) for s in states)
-    if not out:
-        raise InvalidInput("states is empty; give 'all', one state, or several")
-    return out
+    return (checked,) if isinstance(checked, str) else tuple(checked)  # type: ignore[return-value]
 
 
 def check_time(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(f"{what} must be a finite number of Unix seconds, got {value!r}")
-    return float(value)
+    """Unix seconds (finite, within SQLite's REAL range)."""
+    return validate.number(value, what, lo=-1e15, hi=1e15)  # type: ignore[no-any-return]
 
 
 def check_count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"{what} must be a non-negative integer, got {value!r}")
-    return value
+    return validate.integer(value, what, lo=0, hi=1 << 62)  # type: ignore[no-any-return]
 
 
 def dump_metadata(value: Any) -> str:
     if not isinstance(value, Mapping):
         raise InvalidInput(f"metadata must be a mapping, got {type(value).__name__}")
+    validate.json_doc(value, "metadata")
     try:
         return json.dumps(dict(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -21,6 +21,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from sigmavault import validate
 from sigmavault.errors import InvalidInput, NotFound, ReadOnly
 from sigmavault.index import normalize, top_k
 from sigmavault.sessions.model import (
@@ -78,7 +79,7 @@ class Sessions:
             if self._cache is not None:
                 self._cache.clear()
             return None
-        return self._set(session_id, {"state": "closed"})
+        return self._set(check_id(session_id), {"state": "closed"})
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -196,7 +197,7 @@ class Sessions:
 
     def delete(self, session_ids: str | Sequence[str]) -> int:
         """Remove sessions for good; every id must exist (nothing is removed otherwise)."""
-        ids = [check_id(session_ids)] if isinstance(session_ids, str) else [check_id(s) for s in session_ids]
+        ids = [check_id(s) for s in validate.ids(session_ids, "session_ids")]
         cache = self._writable()
         with cache.write() as (conn, changes):
             missing = set(ids) - self._existing(conn, ids)
@@ -215,6 +216,7 @@ class Sessions:
         By default open and closed ones are *marked* ``expired`` (kept, so they can still be read
         and searched); ``delete=True`` *removes* every idle session, already expired ones included.
         """
+        validate.flag(delete, "delete")
         ttl = check_time(ttl_seconds, "ttl_seconds")
         if ttl < 0:
             raise InvalidInput(f"ttl_seconds must be >= 0, got {ttl_seconds!r}")
@@ -275,8 +277,7 @@ class Sessions:
         """
         wanted = check_states(states)
         user = check_label(user_id, "user_id")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise InvalidInput(f"k must be a positive integer or None, got {k!r}")
+        validate.integer(k, "k", lo=1, optional=True), validate.number(min_score, "min_score", optional=True)
         probe = context_bytes(context)
         if self._cache is None:
             return []

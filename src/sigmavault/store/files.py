@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from sigmavault.store.ioerrors import io_errors, storage_error
 from sigmavault.store.vectors import fsync_dir
 
 __all__ = [
@@ -50,13 +51,14 @@ def temp_path(path: Path) -> Iterator[Path]:
 
 def publish(tmp: Path, path: Path) -> None:
     """Make the finished ``tmp`` durable under the name ``path`` (fsync, rename, fsync the directory)."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with io_errors(path, "publishing a file"):
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -73,10 +75,14 @@ def file_digest(path: Path) -> tuple[int, str]:
 @contextmanager
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """Yield a binary file that appears at ``path`` whole, and durably, only if the block succeeds."""
-    with temp_path(path) as tmp:
-        with tmp.open("wb") as fh:
-            yield fh
-        publish(tmp, path)
+    # NOTE: a full disk (or any OS refusal) is a StorageError; temp_path removes the half-written temp.
+    try:
+        with temp_path(path) as tmp:
+            with tmp.open("wb") as fh:
+                yield fh
+            publish(tmp, path)
+    except OSError as exc:
+        raise storage_error(exc, path, "writing a file") from exc
 
 
 def open_read(path: Path) -> BinaryIO:

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from sigmavault.errors import Corrupted, ReadOnly, VaultClosed, VaultError, VaultLocked
+from sigmavault.errors import Corrupted, ReadOnly, StorageError, StorageFull, VaultClosed, VaultError, VaultLocked
+from sigmavault.store.ioerrors import storage_error
 
 __all__ = ["Cipher", "Database", "Migration"]
 
@@ -26,6 +27,8 @@ Migration = Sequence[str] | Callable[[sqlite3.Connection], None]
 
 _BUSY_WORDS = ("database is locked", "database is busy", "database table is locked")
 _CORRUPT_WORDS = ("malformed", "not a database", "corrupt")
+_FULL_WORDS = ("database or disk is full",)
+_IO_WORDS = ("disk i/o error", "unable to open database file", "attempt to write a readonly database")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -186,6 +189,8 @@ class Database:
             # escaping them still reaches the caller as a VaultError.
             if isinstance(exc, sqlite3.Error):
                 raise self._translate(exc) from exc
+            if isinstance(exc, OSError):  # a part's file write inside the transaction
+                raise storage_error(exc, self.path.parent, "writing the vault's files") from exc
             raise
         self._depth = 0
         try:
@@ -226,15 +231,17 @@ class Database:
         with self._lock:
             conn = self.conn
             outer = not (self._depth or conn.in_transaction)
-            if outer:
-                conn.execute("BEGIN")
             try:
-                yield conn
+                # NOTE: BEGIN and COMMIT inside the try: a damaged page can fail either of them.
+                if outer:
+                    conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if outer and conn.in_transaction:
+                        conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
-            finally:
-                if outer and conn.in_transaction:
-                    conn.execute("COMMIT")
 
     def _translate(self, exc: sqlite3.Error) -> VaultError:
         if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
@@ -242,6 +249,13 @@ class Database:
                 f"{self.path}: another writer held the vault for more than {self.busy_timeout:.0f} s; "
                 "retry, or raise busy_timeout in sigmavault.open()"
             )
+        text = str(exc).lower()
+        if any(word in text for word in _FULL_WORDS):
+            return StorageFull(
+                f"{self.path}: the disk is full ({exc}); free disk space and retry: nothing acknowledged was lost"
+            )
+        if any(word in text for word in _IO_WORDS):
+            return StorageError(f"{self.path}: SQLite could not read or write its files ({exc})")
         if any(word in str(exc) for word in _CORRUPT_WORDS):
             return Corrupted(f"{self.path}: the SQLite store is damaged ({exc}); run `sigmavault check`")
         return VaultError(f"{self.path}: SQLite error: {exc}")

@@ -28,7 +28,7 @@ from sigmavault.store.files import remove_file
 from sigmavault.store.vectors import HEADER_SIZE
 from sigmavault.types import State, Vector
 
-__all__ = ["STATE_CODES", "Catalog", "CollectionInfo", "RowState"]
+__all__ = ["STATE_CODES", "Catalog", "CollectionInfo", "RowState", "Snapshot"]
 
 STATE_CODES = {State.ACTIVE: 1, State.ARCHIVED: 2, State.EXPIRED: 3, State.CORRUPTED: 4}
 # NOTE: one fixed seed, so signatures of the same vector agree across collections, vaults and
@@ -74,14 +74,54 @@ class RowState:
         return self.vectors.view(self.info.watermark)
 
     def mask(self, states: tuple[State, ...]) -> npt.NDArray[np.bool_]:
-        if states == (State.ACTIVE,):
-            return np.equal(self.codes, 1)
-        return np.isin(self.codes, [STATE_CODES[s] for s in states])
+        return state_mask(self.codes, states)
+
+    def snapshot(self) -> Snapshot:
+        """The committed rows as one reader sees them, every array cut to the same length.
+
+        NOTE: a writer (another thread) moves the watermark and then grows ``codes`` and ``hashes``
+        one after the other; each is replaced, never resized in place, so the arrays read here stay
+        valid, and cutting them to the shortest gives rows that all three describe. Rows a query
+        of SQLite may return past ``len(snapshot)`` were committed after it and must be ignored.
+        """
+        codes, hashes = self.codes, self.hashes
+        matrix = self.matrix()
+        n = min(len(matrix), len(codes), len(hashes))
+        return Snapshot(matrix[:n], codes[:n], hashes[:n])
 
     def grow(self, rows: int) -> None:
-        if len(self.codes) < rows:
-            self.codes = np.concatenate([self.codes, np.zeros(rows - len(self.codes), np.int8)])
-            self.hashes = np.concatenate([self.hashes, np.zeros(rows - len(self.hashes), np.uint64)])
+        """Make room for ``rows`` rows; called by writers only, under the database write lock."""
+        codes, hashes = self.codes, self.hashes
+        if len(codes) < rows:
+            self.codes = np.concatenate([codes, np.zeros(rows - len(codes), np.int8)])
+        if len(hashes) < rows:
+            self.hashes = np.concatenate([hashes, np.zeros(rows - len(hashes), np.uint64)])
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Vectors, lifecycle codes and signatures of the same committed rows (see RowState.snapshot)."""
+
+    matrix: Vector
+    codes: npt.NDArray[np.int8]
+    hashes: npt.NDArray[np.uint64]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def mask(self, states: tuple[State, ...]) -> npt.NDArray[np.bool_]:
+        return state_mask(self.codes, states)
+
+    def covered(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """``rows`` (from SQLite) that this snapshot covers; later commits are dropped."""
+        return rows[(rows >= 0) & (rows < len(self.codes))]
+
+
+def state_mask(codes: npt.NDArray[np.int8], states: tuple[State, ...]) -> npt.NDArray[np.bool_]:
+    """Rows whose lifecycle code is one of ``states``."""
+    if states == (State.ACTIVE,):
+        return np.equal(codes, 1)
+    return np.isin(codes, [STATE_CODES[s] for s in states])
 
 
 def _info(row: Any) -> CollectionInfo:
@@ -245,9 +285,14 @@ class Catalog:
                 "WHERE collection_id = ? AND vec_row IS NOT NULL",
                 (cid,),
             )
-            arr = np.fromiter(cur, dtype=np.dtype((np.int64, 3)))
+            try:
+                arr = np.fromiter(cur, dtype=np.dtype((np.int64, 3)))
+            except (TypeError, ValueError, OverflowError) as exc:  # NOTE: an unknown state maps to NULL
+                raise Corrupted(
+                    f"collection {info.name!r}: a unit record is damaged ({exc}); run `sigmavault check`"
+                ) from exc
         if len(arr):
-            if arr[:, 0].max() >= info.watermark:
+            if arr[:, 0].max() >= info.watermark or arr[:, 0].min() < 0:
                 raise Corrupted(f"collection {info.name!r}: a unit points past the vector watermark; run check")
             st.codes[arr[:, 0]] = arr[:, 1].astype(np.int8)
             st.hashes[arr[:, 0]] = arr[:, 2].view(np.uint64)
@@ -277,6 +322,16 @@ class Catalog:
         if st.vectors is None:
             st.vectors = self.open_vectors(st.info)
         return st.vectors
+
+    def row_vector(self, st: RowState, row: int) -> Vector:
+        """A copy of one committed row of ``st``'s vectors."""
+        matrix = st.matrix()
+        if not 0 <= row < len(matrix):
+            raise Corrupted(
+                f"collection {st.info.name!r}: vector row {row} is past the {len(matrix)} committed rows; "
+                "run `sigmavault check`"
+            )
+        return np.array(matrix[row])
 
     def committed(self, st: RowState, rows: int) -> None:
         """Record that this process committed rows up to ``rows``; keeps the cache current.

@@ -15,6 +15,7 @@ from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.store.vectors import HEADER_SIZE
 from sigmavault.types import CheckReport
+from sigmavault.units import integrity
 from sigmavault.units.catalog import Catalog
 
 __all__ = ["check_units"]
@@ -23,6 +24,7 @@ __all__ = ["check_units"]
 def check_units(db: Database, catalog: Catalog, report: CheckReport) -> None:
     """Append every broken rule of the units tables and vector files to ``report``."""
     _check_fts(db, report)
+    _check_records(db, report)
     for name in catalog.names():
         _check_collection(db, catalog, name, report)
     orphans = db.all(
@@ -93,7 +95,8 @@ def _check_collection(db: Database, catalog: Catalog, name: str, report: CheckRe
         part = vec_rows[start : start + 65536]
         block = np.asarray(matrix[part])
         finite = np.isfinite(block).all(axis=1)
-        sig = signatures(np.nan_to_num(block), st.planes)
+        with np.errstate(over="ignore", invalid="ignore"):  # NOTE: damaged rows may hold huge values
+            sig = signatures(np.nan_to_num(block), st.planes)
         wrong = (sig != stored[start : start + 65536]) | ~finite
         if wrong.any():
             bad += int(wrong.sum())
@@ -103,3 +106,27 @@ def _check_collection(db: Database, catalog: Catalog, name: str, report: CheckRe
             f"{name}: {bad} vectors no longer match their stored semantic hash (first: unit {first}); "
             "the vector file was modified outside sigmavault"
         )
+    _check_checksums(db, info.id, name, matrix, report)
+
+
+def _check_records(db: Database, report: CheckReport) -> None:
+    """Every unit record against its checksum: finds values changed inside well-formed SQLite pages."""
+    bad, first, unchecked = integrity.verify_records(db)
+    if bad:
+        report.problems.append(
+            f"units: {bad} records fail their checksum (first: unit {first}); vault.db was damaged: restore a bundle"
+        )
+    if unchecked:
+        report.notes.append(f"units: {unchecked} records predate record checksums and are not verified")
+
+
+def _check_checksums(db: Database, cid: int, name: str, matrix: np.ndarray, report: CheckReport) -> None:
+    """Every vector row against its CRC32: finds the flips the semantic hash (64 signs) cannot see."""
+    bad, first, unchecked = integrity.verify_vectors(db, cid, matrix)
+    if bad:
+        report.problems.append(
+            f"{name}: {bad} vector rows fail their checksum (first: unit {first}); the vector file is damaged: "
+            "restore it from a bundle"
+        )
+    if unchecked:
+        report.notes.append(f"{name}: {unchecked} vector rows predate checksums and are checked by semantic hash only")

@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sigmavault.errors import EncryptionError, InvalidInput, NotFound, VaultLocked
+from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError, VaultLocked
 from sigmavault.index import signatures
 from sigmavault.store import Database
+from sigmavault.store.vectors import row_crcs
 from sigmavault.types import CheckReport, State, Unit, Vector
+from sigmavault.units import integrity
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
 from sigmavault.units.values import json_value
@@ -40,7 +42,8 @@ __all__ = ["NewUnits", "UnitStore", "dumps", "new_ids"]
 
 _UNIT_COLS = (
     "u.uid, c.name, u.text, u.metadata, u.kind, u.state, u.created_at, u.accessed_at, u.access_count, "
-    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id"
+    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id, c.watermark, "
+    "u.vec_crc, u.rec_crc"
 )
 _FROM = "FROM units u JOIN collections c ON c.id = u.collection_id"
 _ACCESS_FLUSH_COUNT = 2048
@@ -112,6 +115,7 @@ class UnitStore:
         if not db.readonly:
             db.add_write_hook(self._flush_access_in_txn, on_rollback=self._restore_access)
         db.conn.create_function("sv_meta", 2, self._sql_meta, deterministic=True)
+        integrity.register(db.conn)
 
     # -- sealing (encryption at rest) -------------------------------------------------------
 
@@ -173,9 +177,11 @@ class UnitStore:
             if writer is not None:
                 writer.result()
             conn.execute("UPDATE collections SET watermark = ? WHERE id = ?", (start + n, cid))
-        self.catalog.committed(st, start + n)
-        st.codes[start : start + n] = 1
-        st.hashes[start : start + n] = sigs
+            # NOTE: the cache moves inside the transaction, under the write lock, so writer threads
+            # never grow it at once; if the commit fails, guard() drops it (it reloads from SQLite).
+            self.catalog.committed(st, start + n)
+            st.codes[start : start + n] = 1
+            st.hashes[start : start + n] = sigs
         return list(batch.ids)
 
     def _insert(
@@ -185,18 +191,30 @@ class UnitStore:
         """Insert the rows of a validated batch (and their text index); returns their signatures."""
         n = len(batch.ids)
         sigs = signatures(batch.vectors, planes)
+        crcs = row_crcs(batch.vectors)
+        # NOTE: given here, the record checksum spares the insert trigger a second write per row. It
+        # covers created_at as SQLite stores it: the INSERT below spells `now` as a literal, and
+        # SQLite's own decimal parser may land one ulp away from Python's float.
+        stored_now = float(conn.execute(f"SELECT {now!r}").fetchone()[0])
+        recs = [
+            integrity.unit_crc(u, cid, t, m, k, "active", stored_now, c, p, r)
+            for u, t, m, k, c, p, r in zip(
+                batch.ids, texts, metas, batch.kinds, batch.conversation_ids, batch.parent_ids, batch.kv_refs,
+                strict=True,
+            )
+        ]
         rid0 = int(conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM units").fetchone()[0])
         rows = zip(
             range(rid0, rid0 + n), batch.ids, range(start, start + n), texts, metas, batch.kinds,
-            batch.conversation_ids, batch.parent_ids, sigs.view(np.int64).tolist(), batch.kv_refs,
+            batch.conversation_ids, batch.parent_ids, sigs.view(np.int64).tolist(), batch.kv_refs, crcs, recs,
             strict=True,
         )
         try:
             # NOTE: the UNIQUE index is the duplicate check; asking first costs a query per 900 ids.
             conn.executemany(
                 "INSERT INTO units (rid, uid, vec_row, text, metadata, kind, conversation_id, parent_id, "
-                f"semantic_hash, kv_ref, collection_id, state, created_at, accessed_at) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {int(cid)}, 'active', {now!r}, {now!r})",
+                f"semantic_hash, kv_ref, vec_crc, rec_crc, collection_id, state, created_at, accessed_at) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {int(cid)}, 'active', {now!r}, {now!r})",
                 rows,
             )
         except sqlite3.IntegrityError:
@@ -272,20 +290,20 @@ class UnitStore:
                 assert st.planes is not None
                 sig = signatures(vector, st.planes)[0]
                 vf.write_rows(new_row, vector)
-                sets += ["vec_row = ?", "semantic_hash = ?"]
-                params += [new_row, int(sig.view(np.int64))]
+                sets += ["vec_row = ?", "semantic_hash = ?", "vec_crc = ?"]
+                params += [new_row, int(sig.view(np.int64)), row_crcs(vector)[0]]
                 conn.execute("UPDATE collections SET watermark = ? WHERE id = ?", (new_row + 1, cid))
             if sets:
                 conn.execute(f"UPDATE units SET {', '.join(sets)} WHERE rid = ?", (*params, rid))
-        code = STATE_CODES[state] if state is not None else STATE_CODES[State(old_state)]
-        if new_row is not None:
-            self.catalog.committed(st, new_row + 1)
-            if vec_row is not None:
-                st.codes[vec_row] = 0
-            st.codes[new_row] = code
-            st.hashes[new_row] = sig
-        elif vec_row is not None:
-            st.codes[vec_row] = code
+            code = STATE_CODES[state] if state is not None else STATE_CODES[State(old_state)]
+            if new_row is not None:
+                self.catalog.committed(st, new_row + 1)
+                if vec_row is not None:
+                    st.codes[vec_row] = 0
+                st.codes[new_row] = code
+                st.hashes[new_row] = sig
+            elif vec_row is not None:
+                st.codes[vec_row] = code
 
     def restore_history(self, cid: int, items: Sequence[tuple[str, State, float, float, int]]) -> None:
         """Set ``(id, state, created_at, accessed_at, access_count)`` of units brought from another store.
@@ -301,9 +319,9 @@ class UnitStore:
             rows = conn.execute(
                 "SELECT vec_row, state FROM units WHERE collection_id = ? AND vec_row IS NOT NULL", (cid,)
             ).fetchall()
-        st = self.catalog.state(cid)
-        for vec_row, state in rows:
-            st.codes[vec_row] = STATE_CODES[_STATES[state]]
+            st = self.catalog.state(cid)
+            for vec_row, state in rows:
+                st.codes[vec_row] = STATE_CODES[_STATES[state]]
 
     def vector_rows(self, cid: int) -> dict[str, int]:
         """``id -> vector row`` of every unit of ``cid`` with a vector (bulk checks, e.g. after a migration)."""
@@ -332,10 +350,9 @@ class UnitStore:
                     conn.execute("UPDATE units SET parent_id = ? WHERE parent_id = ?", (parent, uid))
                 conn.execute("DELETE FROM units WHERE rid = ?", (rid,))
                 removed.append((cid, vec_row))
-        for cid, vec_row in removed:
-            if vec_row is not None:
-                st = self.catalog.state(cid)
-                st.codes[vec_row] = 0
+            for cid, vec_row in removed:
+                if vec_row is not None:
+                    self.catalog.state(cid).codes[vec_row] = 0
         with self._plock:
             for uid in uids:
                 self._pending.pop(uid, None)
@@ -410,18 +427,29 @@ class UnitStore:
         with self.db.read() as conn:
             return _existing(conn, list(uids))
 
-    def by_rows(self, cid: int, rows: Sequence[int]) -> dict[int, tuple[str, str | None, dict[str, Any]]]:
-        """``vec_row -> (id, text, metadata)`` for search hits."""
+    def by_rows(
+        self, cid: int, rows: Sequence[int], *, matrix: Vector | None = None
+    ) -> dict[int, tuple[str, str | None, dict[str, Any]]]:
+        """``vec_row -> (id, text, metadata)`` for search hits.
+
+        With ``matrix`` (the rows the search scored), each hit's vector is checked against its
+        stored CRC32 first: a score computed from a damaged row is never handed out.
+        """
         if not len(rows):
             return {}
         marks = ",".join("?" * len(rows))
         found = self.db.all(
-            f"SELECT vec_row, uid, text, metadata FROM units WHERE collection_id = ? AND vec_row IN ({marks})",
+            f"SELECT vec_row, uid, text, metadata, vec_crc FROM units WHERE collection_id = ? AND vec_row IN ({marks})",
             (cid, *[int(r) for r in rows]),
         )
-        if self.db.cipher is not None:
-            return {r[0]: (r[1], self._open(r[1], "text", r[2]), self._meta(r[1], r[3])) for r in found}
-        return {r[0]: (r[1], r[2], json.loads(r[3])) for r in found}
+        if matrix is not None:
+            integrity.verify_hits(matrix, found)
+        try:
+            if self.db.cipher is not None:
+                return {r[0]: (r[1], self._open(r[1], "text", r[2]), self._meta(r[1], r[3])) for r in found}
+            return {r[0]: (r[1], r[2], json.loads(r[3])) for r in found}
+        except (ValueError, TypeError) as exc:
+            raise Corrupted(f"a unit record of a search hit is damaged ({exc}); run `sigmavault check`") from exc
 
     def iter_units(
         self, *, cid: int | None = None, where_sql: str = "1", params: Sequence[Any] = (), batch: int = 4096
@@ -495,21 +523,56 @@ class UnitStore:
         return {r[0]: int(r[1]) for r in rows}
 
     def _unit(self, r: Sequence[Any], *, vector: bool) -> Unit:
+        try:
+            return self._decode(r, vector=vector)
+        except VaultError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError, OverflowError, UnicodeError) as exc:
+            # NOTE: a row that does not decode (an unknown state, metadata that is not JSON, a text
+            # that is neither str nor a sealed blob) is damage on disk, not a caller's mistake.
+            raise Corrupted(
+                f"unit {r[0]!r}: its stored record is damaged ({type(exc).__name__}: {exc}); run `sigmavault check`"
+            ) from exc
+
+    def _decode(self, r: Sequence[Any], *, vector: bool) -> Unit:
+        if r[17] is not None and r[17] != integrity.unit_crc(
+            r[0], r[14], r[2], r[3], r[4], r[5], r[6], r[9], r[10], r[12]
+        ):
+            raise Corrupted(f"unit {r[0]!r}: its stored record fails its checksum; run `sigmavault check`")
         count, seen = r[8], r[7]
         pending = self._pending.get(r[0])
         if pending is not None:
             count, seen = count + pending[0], max(seen, pending[1])
         vec = None
         if vector and r[13] is not None:
-            st = self.catalog.state(r[14])
-            vec = np.array(st.matrix()[r[13]])
+            vec = self._vector(r[0], r[14], r[13], r[15], r[16])
+        text = r[2]
+        if text is not None and type(text) is not str:
+            text = self._open(r[0], "text", text)
         return Unit(
-            id=r[0], collection=r[1], text=r[2] if type(r[2]) is not bytes else self._open(r[0], "text", r[2]),
-            metadata=self._meta(r[0], r[3]),
+            id=r[0], collection=r[1], text=text, metadata=self._meta(r[0], r[3]),
             kind=r[4], state=_STATES[r[5]],
             created_at=r[6], accessed_at=seen, access_count=count, conversation_id=r[9], parent_id=r[10],
             semantic_hash=r[11] & _U64, kv_ref=r[12], vector=vec,
         )
+
+    def _vector(self, uid: str, cid: int, row: int, watermark: int, crc: int | None) -> Vector:
+        """The stored vector of one unit, read from the same snapshot as its record."""
+        if not isinstance(row, int) or not 0 <= row < watermark:
+            raise Corrupted(
+                f"unit {uid!r}: its vector row {row!r} lies outside the {watermark} committed rows of its "
+                "collection; run `sigmavault check`"
+            )
+        st = self.catalog.state(cid)
+        # NOTE: the cache is at least as new as the record just read: this process moves it inside its
+        # own write transactions, and state() reloads it when another process has committed since.
+        vec = self.catalog.row_vector(st, row)
+        if crc is not None and row_crcs(vec[None, :])[0] != crc:
+            raise Corrupted(
+                f"unit {uid!r}: its vector (row {row} of {st.info.name!r}) fails its checksum; the vector file "
+                "was damaged: run `sigmavault check` and restore from a bundle"
+            )
+        return vec
 
     # -- access statistics ------------------------------------------------------------------
 

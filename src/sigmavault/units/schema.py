@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sigmavault.store import Migration
+from sigmavault.units.integrity import TRIGGERS
 
 __all__ = ["MIGRATIONS", "PART"]
 
@@ -53,4 +54,10 @@ MIGRATIONS: list[Migration] = [
         # behind, or another process's open map of it, can never be read as a new collection's.
         "CREATE TABLE collections_retired (id INTEGER PRIMARY KEY, name TEXT NOT NULL, dropped_at REAL NOT NULL)",
     ],
+    # CRC32 of the unit's float32 vector row as written (NULL: written before checksums existed).
+    # Kept in SQLite beside the watermark: it commits atomically with the row it describes and
+    # costs no extra fsync, which a side file beside the vector file would.
+    ["ALTER TABLE units ADD COLUMN vec_crc INTEGER"],
+    # CRC32 of each unit record's fields, kept by triggers (see units/integrity.py).
+    TRIGGERS,
 ]

@@ -39,6 +39,8 @@ _EXACT_ROWS = 10_000
 _EXACT_SHARE = 0.05
 # NOTE: SQLite binds at most 32766 parameters per statement; hydrate hits in chunks below that.
 _LOOKUP_CHUNK = 30_000
+# SQLite binds a LIMIT as a signed 64-bit integer; no text search returns more rows than this anyway.
+_TEXT_LIMIT = 1 << 31
 
 
 class SearchEngine:
@@ -86,21 +88,25 @@ class SearchEngine:
         nprobe: int | None = None,
         rerank: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, rows)`` of shape (queries, k), best first; row -1 where fewer than ``k`` qualify."""
+        """``(scores, rows)`` of shape (queries, k'), best first; row -1 where fewer than ``k'`` qualify.
+
+        ``k' = min(k, rows in the collection)``: the cost follows the collection, never the request.
+        """
         st = self.catalog.state(cid)
         handle = self.indexes.prepare(st) if self.indexes is not None else None
         if st.info.metric == "cosine":
             queries = _unit_rows(queries)
         if handle is not None:
             return self._approximate(st, handle, queries, k, where, states, (ef, nprobe, rerank))
-        matrix = st.matrix()
-        # NOTE: cut to the matrix taken above: a concurrent add in this process may grow codes.
-        mask = st.mask(states)[: len(matrix)]
+        snap = st.snapshot()
+        k = _bounded(k, len(snap))
+        matrix = snap.matrix
+        mask = snap.mask(states)
         rows = None
         if where:
             sql, params = compile_where(where)
-            subset = self.units.rows_matching(cid, sql, params)
-            subset = subset[mask[subset]] if len(subset) else subset
+            subset = snap.covered(self.units.rows_matching(cid, sql, params))
+            subset = subset[mask[subset]]
             if len(subset) <= _SELECTIVE * max(1, len(mask)):
                 rows = subset
             else:
@@ -119,23 +125,23 @@ class SearchEngine:
         states: tuple[State, ...],
         knobs: tuple[int | None, int | None, int | None],
     ) -> tuple[np.ndarray, np.ndarray]:
-        # NOTE: taken after prepare() so the map covers every row the index may return; cut to
-        # the codes as well, which a concurrent add in this process grows just after the watermark.
-        matrix = st.matrix()
-        n = min(len(matrix), len(st.codes))
-        matrix = matrix[:n]
+        # NOTE: taken after prepare() so the map covers every row the index may return; one
+        # snapshot, so the codes and the matrix describe the same rows whatever writers do meanwhile.
+        snap = st.snapshot()
+        matrix = snap.matrix
+        n = len(snap)
+        k = _bounded(k, n)
         metric = st.info.metric
         assert self.indexes is not None
         q = self.indexes.config(st).query(ef=knobs[0], nprobe=knobs[1], rerank=knobs[2])
-        eligible: Eligible = _CodeEligible(st.codes, [STATE_CODES[s] for s in states])
+        eligible: Eligible = _CodeEligible(snap.codes, [STATE_CODES[s] for s in states])
         selector = False
         if where or states != (State.ACTIVE,):
-            mask = st.mask(states)[:n]
+            mask = snap.mask(states)
             if where:
                 sql, params = compile_where(where)
-                subset = self.units.rows_matching(st.info.id, sql, params)
-                subset = subset[subset < n]
-                subset = subset[mask[subset]] if len(subset) else subset
+                subset = snap.covered(self.units.rows_matching(st.info.id, sql, params))
+                subset = subset[mask[subset]]
             else:
                 subset = np.flatnonzero(mask)
             if len(subset) <= max(_EXACT_ROWS, _EXACT_SHARE * n):
@@ -164,8 +170,9 @@ class SearchEngine:
         """Hits for every query, with one lookup per chunk of rows (not one per query)."""
         wanted = np.unique(rows[rows >= 0]).tolist()
         info: dict[int, tuple[str, str | None, dict[str, Any]]] = {}
+        matrix = self.catalog.state(cid).matrix()
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
-            info.update(self.units.by_rows(cid, wanted[start : start + _LOOKUP_CHUNK]))
+            info.update(self.units.by_rows(cid, wanted[start : start + _LOOKUP_CHUNK], matrix=matrix))
         out: list[list[Hit]] = []
         touched: list[str] = []
         for s_row, r_row in zip(scores.tolist(), rows.tolist(), strict=True):
@@ -191,7 +198,7 @@ class SearchEngine:
         states: tuple[State, ...] = (State.ACTIVE,),
     ) -> list[Hit]:
         sql, params = compile_where(where, column="u.metadata")
-        found = self.units.text_search(cid, query, k, states, sql, params)
+        found = self.units.text_search(cid, query, _bounded(k, _TEXT_LIMIT), states, sql, params)
         hits = [Hit(id=i, score=s, text=t, metadata=m) for i, s, t, m in found]
         self.units.touch([h.id for h in hits])
         return hits
@@ -200,10 +207,9 @@ class SearchEngine:
         self, cid: int, probe: int, threshold: float, *, exclude_row: int | None = None
     ) -> list[tuple[int, float]]:
         """Rows of live units whose SimHash similarity to ``probe`` is at least ``threshold``."""
-        st = self.catalog.state(cid)
-        n = st.rows  # NOTE: read once; a concurrent add may move it between the two slices
-        sims = hamming_similarity(st.hashes[:n], probe)
-        ok = (sims >= threshold) & (st.codes[:n] != 0)
+        snap = self.catalog.state(cid).snapshot()
+        sims = hamming_similarity(snap.hashes, probe)
+        ok = (sims >= threshold) & (snap.codes != 0)
         if exclude_row is not None and 0 <= exclude_row < len(ok):
             ok[exclude_row] = False
         rows = np.flatnonzero(ok)
@@ -221,6 +227,11 @@ def fuse(lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
             first.setdefault(hit.id, hit)
     best = sorted(score, key=lambda i: -score[i])[:k]
     return [Hit(id=i, score=score[i], text=first[i].text, metadata=first[i].metadata) for i in best]
+
+
+def _bounded(k: int, rows: int) -> int:
+    """``k`` cut to what a collection of ``rows`` rows can return (at least 1, so shapes stay valid)."""
+    return max(1, min(int(k), rows))
 
 
 def _unit_rows(queries: Vector) -> Vector:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from sigmavault.units import integrity
+
 __all__ = ["count_units", "keep_collections", "unit_ids"]
 
 
@@ -17,6 +19,7 @@ def keep_collections(conn: sqlite3.Connection, cids: Sequence[int], *, encrypted
 
     Runs inside the caller's transaction on a snapshot connection.
     """
+    integrity.register(conn)  # NOTE: the units' checksum triggers fire on the parent_id update below
     marks = ",".join("?" * len(cids))
     conn.execute(f"DELETE FROM units WHERE collection_id NOT IN ({marks})", list(cids))
     detached = conn.execute(

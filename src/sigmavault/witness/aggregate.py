@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sigmavault import validate
 from sigmavault.errors import InvalidInput
 from sigmavault.witness.entry import NUMERIC_FIELDS
 from sigmavault.witness.query import Filters
@@ -55,7 +56,9 @@ def duration_ms(value: Any, what: str = "bucket") -> int:
 def _keys(by: str | Sequence[str] | None) -> tuple[str, ...]:
     if by is None:
         return ()
-    keys = (by,) if isinstance(by, str) else tuple(by)
+    if not isinstance(by, str | Sequence):
+        raise InvalidInput(f"by must be a key name or a list of them, got {validate.show(by)}")
+    keys = (by,) if isinstance(by, str) else tuple(validate.ident(k, "by") for k in by)
     aliases = {"session": "session_id", "bucket": "time"}
     keys = tuple(aliases.get(k, k) for k in keys)
     for key in keys:
@@ -67,12 +70,9 @@ def _keys(by: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _percentiles(values: Sequence[float]) -> tuple[float, ...]:
-    out = []
-    for p in values:
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 100:
-            raise InvalidInput(f"percentiles must be numbers in 0..100, got {p!r}")
-        out.append(float(p))
-    return tuple(out)
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise InvalidInput(f"percentiles must be a list of numbers in 0..100, got {validate.show(values)}")
+    return tuple(validate.number(p, "percentiles", lo=0.0, hi=100.0) for p in values)
 
 
 def stats(
@@ -85,8 +85,7 @@ def stats(
     bucket: Any,
 ) -> list[dict[str, Any]]:
     """One dict per group: the group's keys, then count, mean, min, max and ``p<N>`` per percentile."""
-    if field not in NUMERIC_FIELDS:
-        raise InvalidInput(f"cannot aggregate {field!r}; numeric fields are: {', '.join(NUMERIC_FIELDS)}")
+    validate.choice(field, "field (a numeric field to aggregate)", NUMERIC_FIELDS)
     keys = _keys(by)
     ps = _percentiles(percentiles)
     bucket_ms = duration_ms(bucket) if "time" in keys else 0

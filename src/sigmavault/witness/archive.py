@@ -19,6 +19,7 @@ import gzip
 import json
 import re
 import sqlite3
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,8 @@ def read_rows(path: Path) -> Iterator[StoredRow]:
             header = _parse(gz.readline(), path, 1)
             if header.get("format") != FORMAT:
                 raise InvalidInput(f"{path} is not a sigmavault witness archive")
+            if not isinstance(header.get("version", 0), int):
+                raise Corrupted(f"{path}: archive header has no valid version")
             if int(header.get("version", 0)) > 1:
                 raise Corrupted(f"{path}: archive format {header.get('version')} is newer than this sigmavault reads")
             count = 0
@@ -204,8 +207,9 @@ def read_rows(path: Path) -> Iterator[StoredRow]:
                     raise Corrupted(f"{path}: line {number} is not a witness entry ({exc})") from None
                 count += 1
                 yield scalars + blobs
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise Corrupted(f"{path}: archive cannot be read ({exc})") from exc
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        # NOTE: a damaged deflate stream raises zlib.error, a damaged trailer BadGzipFile: both are damage.
+        raise Corrupted(f"{path}: archive cannot be read ({type(exc).__name__}: {exc})") from exc
     if count != header.get("entries"):
         raise Corrupted(f"{path}: holds {count} entries, its header says {header.get('entries')}")
 

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from sigmavault import validate
 from sigmavault.embed import as_embedder, check_matrix
-from sigmavault.errors import EmbedderUnavailable, InvalidInput, NotFound, ReadOnly, VaultClosed, VaultError
+from sigmavault.errors import Corrupted, EmbedderUnavailable, InvalidInput, NotFound, ReadOnly, VaultClosed, VaultError
 from sigmavault.store import Database
 from sigmavault.store.files import file_digest
 from sigmavault.types import CheckReport, Vector
@@ -229,6 +230,7 @@ class Witness:
         Embedder: the one that made the stored embeddings), ``vector``, or ``request_id`` (that
         entry's own embedding; the entry itself is left out). Exact search over all candidates.
         """
+        validate.choice(on, "on", ("query", "response")), validate.integer(k, "k", lo=1)
         given = [p for p in (text, vector, request_id) if p is not None]
         if len(given) != 1:
             raise InvalidInput("similar() needs exactly one probe: text=..., vector=... or request_id=...")
@@ -342,9 +344,28 @@ class Witness:
 
     def read_archive(self, name: str, *, embeddings: bool = False) -> Iterator[WitnessEntry]:
         """The entries of an archive file (a name from ``archives()`` or a path), in order."""
-        path = archive.archive_path(self._root, name)
+        validate.flag(embeddings, "embeddings")
+        path = archive.archive_path(self._root, validate.path(name, "name"))
+        if self._ready and path.parent == self._root / archive.ARCHIVE_DIR:
+            self._verify_recorded(path)
         for row in archive.read_rows(path):
             yield decode(row, self._db.cipher, embeddings=embeddings)
+
+    def _verify_recorded(self, path: Path) -> None:
+        """Refuse an archive of this vault whose bytes differ from the checksum recorded when it was written.
+
+        NOTE: checked before decoding, so every flipped byte is found the same way, including those
+        gzip's own CRC cannot see (its header) and those that break the deflate stream first.
+        """
+        row = self._db.one("SELECT sha256 FROM witness_archives WHERE file = ?", (path.name,))
+        if row is None:
+            return
+        try:
+            digest = file_digest(path)[1]
+        except OSError as exc:
+            raise Corrupted(f"{path}: archive cannot be read ({exc})") from exc
+        if digest != row[0]:
+            raise Corrupted(f"{path}: archive does not match its recorded checksum; restore it from a backup")
 
     # -- health -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sigmavault import validate
 from sigmavault.errors import InvalidInput
 from sigmavault.types import Vector
 from sigmavault.witness.entry import to_ms
@@ -60,11 +61,10 @@ class Filters:
             params.append(_text(self.model, "model"))
         for op, value, what in (("<", self.quality_below, "quality_below"), (">", self.quality_above, "quality_above")):
             if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-                    raise InvalidInput(f"{what} must be a number, got {value!r}")
+                validate.number(value, what)
                 terms.append(f"e.quality {op} ?")
                 params.append(float(value))
-        if self.errors_only or self.error_type is not None:
+        if validate.flag(self.errors_only, "errors_only") or self.error_type is not None:
             terms.append("e.failed = 1")
         if self.error_type is not None:
             terms.append("e.error_type = ?")
@@ -73,21 +73,15 @@ class Filters:
 
 
 def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{what} must be a non-empty string, got {value!r}")
-    return value
+    return validate.ident(value, what)  # type: ignore[no-any-return]
 
 
 def select(
     conn: sqlite3.Connection, filters: Filters, *, order: Order = "newest", limit: int | None = 100, offset: int = 0
 ) -> list[StoredRow]:
     """Stored rows matching ``filters`` in time order."""
-    if order not in _ORDERS:
-        raise InvalidInput(f"order must be 'newest' or 'oldest', got {order!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise InvalidInput(f"limit must be a non-negative integer or None, got {limit!r}")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidInput(f"offset must be a non-negative integer, got {offset!r}")
+    validate.choice(order, "order", _ORDERS)
+    validate.integer(limit, "limit", lo=0, optional=True), validate.integer(offset, "offset", lo=0)
     where, params = filters.sql()
     sql = f"{SELECT_STORED} WHERE {where} ORDER BY {_ORDERS[order]} LIMIT ? OFFSET ?"
     return conn.execute(sql, [*params, -1 if limit is None else limit, offset]).fetchall()

@@ -25,7 +25,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sigmavault.errors import InvalidInput, VaultClosed, VaultError
+from sigmavault import validate
+from sigmavault.errors import VaultClosed, VaultError
 from sigmavault.store import Database
 from sigmavault.witness.chain import GENESIS, batch_hash
 from sigmavault.witness.entry import Pending, now_ms
@@ -54,14 +55,10 @@ class WriterConfig:
     overflow: Overflow = "block"
 
     def validate(self) -> None:
-        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 100_000:
-            raise InvalidInput(f"batch_size must be an integer in 1..100000, got {self.batch_size!r}")
-        if not isinstance(self.flush_interval, int | float) or not 0.001 <= self.flush_interval <= 3600:
-            raise InvalidInput(f"flush_interval must be seconds in 0.001..3600, got {self.flush_interval!r}")
-        if not isinstance(self.queue_size, int) or self.queue_size < 1:
-            raise InvalidInput(f"queue_size must be a positive integer, got {self.queue_size!r}")
-        if self.overflow not in ("block", "drop"):
-            raise InvalidInput(f"overflow must be 'block' or 'drop', got {self.overflow!r}")
+        validate.integer(self.batch_size, "batch_size", lo=1, hi=100_000)
+        validate.number(self.flush_interval, "flush_interval", lo=0.001, hi=3600.0)
+        validate.integer(self.queue_size, "queue_size", lo=1, hi=1 << 40)
+        validate.choice(self.overflow, "overflow", ("block", "drop"))
 
 
 class Writer:

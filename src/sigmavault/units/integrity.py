@@ -1,0 +1,93 @@
+"""Checksums of unit records and vector rows: what SQLite's page checks and the vector file cannot see.
+
+SQLite verifies the *structure* of its pages, not the values in them: a flipped bit inside a unit's
+``kind`` or ``metadata`` reads back as a different, well-formed value. Each unit row therefore keeps
+``rec_crc``, a CRC32 of its fields (their tuple's repr, so no two field lists collide), set by
+SQLite triggers on every insert and every update of those fields whatever code path writes them;
+and ``vec_crc``, the CRC32 of its float32 vector row. Readers verify the rows they return;
+``check()`` verifies every row. Access counts and times are left out: they are advisory, batched,
+and allowed to lose their last moments.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from sigmavault.errors import Corrupted
+from sigmavault.store import Database
+from sigmavault.store.vectors import row_crcs
+from sigmavault.types import Vector
+
+__all__ = ["FIELDS", "TRIGGERS", "register", "unit_crc", "verify_hits", "verify_records", "verify_vectors"]
+
+# The unit fields a record checksum covers, in order (SQL column names).
+FIELDS = "uid, collection_id, text, metadata, kind, state, created_at, conversation_id, parent_id, kv_ref"
+_NEW = ", ".join(f"NEW.{f.strip()}" for f in FIELDS.split(","))
+TRIGGERS = [
+    "ALTER TABLE units ADD COLUMN rec_crc INTEGER",
+    f"""CREATE TRIGGER units_rec_crc_insert AFTER INSERT ON units WHEN NEW.rec_crc IS NULL BEGIN
+        UPDATE units SET rec_crc = sv_unit_crc({_NEW}) WHERE rid = NEW.rid;
+    END""",
+    f"""CREATE TRIGGER units_rec_crc_update AFTER UPDATE OF {FIELDS} ON units BEGIN
+        UPDATE units SET rec_crc = sv_unit_crc({_NEW}) WHERE rid = NEW.rid;
+    END""",
+]
+
+
+def unit_crc(*fields: Any) -> int:
+    """CRC32 over the ``repr`` of ``fields`` (in :data:`FIELDS` order).
+
+    NOTE: the repr of a tuple of str/bytes/int/float/None is unambiguous (quotes are escaped, str and
+    bytes differ, floats print their shortest exact form) and built in C: ~4x faster than framing
+    each field in Python, which matters at a million units per add.
+    """
+    return zlib.crc32(repr(fields).encode("utf-8", "surrogatepass"))
+
+
+def register(conn: sqlite3.Connection) -> None:
+    """Make ``sv_unit_crc`` known to a connection that writes units (the triggers call it)."""
+    conn.create_function("sv_unit_crc", 10, unit_crc, deterministic=True)
+
+
+def verify_hits(matrix: Vector, found: Sequence[Sequence[Any]]) -> None:
+    """Check search hits ``(vec_row, uid, ..., vec_crc at [4])`` against the rows the search scored."""
+    checked = [r for r in found if r[4] is not None and 0 <= r[0] < len(matrix)]
+    if not checked:
+        return
+    for r, crc in zip(checked, row_crcs(matrix[[r[0] for r in checked]]), strict=True):
+        if crc != r[4]:
+            raise Corrupted(
+                f"unit {r[1]!r}: its vector (row {r[0]}) fails its checksum, so its score cannot be trusted; "
+                "run `sigmavault check` and restore from a bundle"
+            )
+
+
+def verify_vectors(db: Database, cid: int, matrix: Vector) -> tuple[int, str | None, int]:
+    """Every unit's vector row of ``cid`` against its CRC32: ``(damaged, first damaged id, unchecked)``."""
+    bad, first, unchecked, last = 0, None, 0, 0
+    while True:
+        found = db.all(
+            "SELECT rid, vec_row, vec_crc, uid FROM units WHERE +collection_id = ? AND rid > ? "
+            "AND vec_row IS NOT NULL ORDER BY rid LIMIT 65536",
+            (cid, last),
+        )
+        if not found:
+            return bad, first, unchecked
+        last = found[-1][0]
+        known = [r for r in found if r[2] is not None and 0 <= r[1] < len(matrix)]
+        unchecked += len(found) - len(known)
+        crcs = row_crcs(matrix[[r[1] for r in known]]) if known else []
+        for r, crc in zip(known, crcs, strict=True):
+            if crc != r[2]:
+                bad += 1
+                first = first or r[3]
+
+
+def verify_records(db: Database) -> tuple[int, str | None, int]:
+    """Every unit record against its ``rec_crc``: ``(damaged, first damaged id, unchecked)``."""
+    bad = db.one(f"SELECT COUNT(*), MIN(uid) FROM units WHERE rec_crc IS NOT NULL AND rec_crc != sv_unit_crc({FIELDS})")
+    unchecked = db.one("SELECT COUNT(*) FROM units WHERE rec_crc IS NULL")
+    return int(bad[0]), bad[1], int(unchecked[0])
