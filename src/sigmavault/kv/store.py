@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from sigmavault.kv.keys import (
     parse_ref,
     tokens_of,
 )
+from sigmavault.kv.model import KVConfig, Restored, Saved, config_from
 from sigmavault.kv.policies import POLICIES
 from sigmavault.kv.prune import Loaded, Pruning, prune_cache, pruning_from
 from sigmavault.kv.quality import Quality, evaluate, gate
@@ -73,58 +74,6 @@ _FLUSH_SECONDS = 30.0
 _UNSET: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class KVConfig:
-    """Settings of a vault's KV store, persisted in the vault (``configure`` changes them).
-
-    ``chunk_tokens`` and ``codec`` are part of every key: changing them starts a new keyspace
-    (old chunks stay loadable with ``codec=`` the old one, and are evicted in time).
-    """
-
-    codec: str = "native"
-    chunk_tokens: int = 256
-    ram_bytes: int = 256 * 2**20
-    disk_bytes: int | None = None
-    policy: str = "lru"
-    remote: str | None = None
-    remote_ttl: int = 7 * 86400
-    remote_prefix: str = "sv"
-    remote_timeout: float = 0.5
-    prune: str | None = None
-    max_kl: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Saved:
-    """What ``save`` did: the stored prefix's ``ref`` and length, and what it wrote or evicted.
-
-    A pruned save names its pruning (``prune``) and ``kept`` slots; ``kl`` is the gate's measured mean KL, and
-    ``refused`` says why the gate stored the lossless cache instead.
-    """
-
-    ref: str | None
-    tokens: int
-    new_chunks: int
-    new_bytes: int
-    evicted: int
-    prune: str | None = None
-    kept: int | None = None
-    kl: float | None = None
-    refused: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Restored:
-    """A stored prefix brought back by ``load_ref``: its token ids and a cache covering all of them."""
-
-    cache: Any
-    input_ids: list[int]
-    tokens: int
-    ref: str
-    prune: str | None = None
-    kept: int | None = None
-
-
 class KVStore:
     """The KV cache part of a vault (``vault.kv``). Thread-safe; other processes may share it."""
 
@@ -132,7 +81,7 @@ class KVStore:
         self._db = db
         self._lock = threading.RLock()
         self._index = KVIndex(db)
-        self._config = _config_from(self._index.settings())
+        self._config = config_from(self._index.settings())
         self._ram = RamTier(self._config.ram_bytes, self._config.policy)
         self._disk = DiskTier(db, root, self._index, self._ram)
         self._touches: dict[bytes, tuple[float, int]] = {}
@@ -834,13 +783,3 @@ def _non_negative(value: Any, name: str) -> int:
 def _need(value: Any, kind: type, name: str) -> None:
     if not isinstance(value, kind):
         raise InvalidInput(f"{name} must be a {kind.__name__}, got {validate.show(value)}")
-
-
-def _config_from(settings: dict[str, Any]) -> KVConfig:
-    known = {k: v for k, v in settings.items() if k in KVConfig.__dataclass_fields__}
-    try:
-        return KVConfig(**known)
-    except TypeError as exc:
-        raise Corrupted(
-            f"kv settings in the vault are unreadable ({exc}); reset them with vault.kv.configure()"
-        ) from exc
