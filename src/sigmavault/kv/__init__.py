@@ -10,10 +10,11 @@ Importing this package does not import torch; the transformers adapter (:mod:`.h
 from sigmavault.kv.arrays import KVArrays
 from sigmavault.kv.codecs import CODECS, FP16, Codec, Native, Quant, codec_from_spec
 from sigmavault.kv.keys import Fingerprint, format_ref, parse_ref
+from sigmavault.kv.model import KVConfig, Restored, Saved
 from sigmavault.kv.policies import POLICIES
 from sigmavault.kv.prune import PRUNE_POLICIES, Pruning, pruning_from
 from sigmavault.kv.quality import Quality
-from sigmavault.kv.store import KVConfig, KVStore, Loaded, Restored, Saved
+from sigmavault.kv.store import KVStore, Loaded
 
 __all__ = [
     "CODECS",
