@@ -70,6 +70,7 @@ class Writer:
         self._db = Database(main.path, busy_timeout=main.busy_timeout)
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._queue: deque[Any] = deque()
+        self._busy = False  # the writer thread holds entries taken from the queue and not yet committed
         self._wake = threading.Event()
         self._space = threading.Condition()
         self._counts = threading.Lock()
@@ -126,7 +127,8 @@ class Writer:
 
     @property
     def pending(self) -> bool:
-        return bool(self._queue)
+        """Entries recorded but not committed yet: queued, or taken by the writer and in flight."""
+        return bool(self._queue) or self._busy
 
     @property
     def queued(self) -> int:
@@ -172,6 +174,15 @@ class Writer:
                 return
 
     def _drain(self) -> None:
+        # NOTE: set before the first entry leaves the queue, so `pending` never reads false while a taken batch
+        # is still uncommitted (a query that skipped its flush then missed those entries).
+        self._busy = True
+        try:
+            self._drain_queue()
+        finally:
+            self._busy = False
+
+    def _drain_queue(self) -> None:
         q = self._queue
         while q:
             batches: list[list[Pending]] = []
