@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -201,8 +202,15 @@ def test_turns_served_from_a_pruned_prefix_keep_positions_and_say_so(
         loaded = warm_vault.kv.load(model, prompt)
         assert loaded.prune is not None and loaded.tokens == reply.cached_tokens
         ids = torch.tensor([prompt])
-        want = prune_generate(model, ids, loaded.cache, loaded.tokens, max_new_tokens=4, do_sample=False,
-                              pad_token_id=tokenizer.pad_token_id)
+        want = prune_generate(
+            model,
+            ids,
+            loaded.cache,
+            loaded.tokens,
+            max_new_tokens=4,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         assert reply.output_ids == want[0, len(prompt) :].tolist()
 
 
@@ -255,6 +263,26 @@ def test_messages_become_a_conversation_and_the_session_follows(rt_vault: sv.Vau
     assert restored.tokens == last.prompt_tokens + last.completion_tokens - 1
     assert session.context is not None and session.context.shape == (64,)
     assert rt.history("c") == [(str(u.metadata["role"]), u.text) for u in units]
+
+
+def test_concurrent_turns_of_a_session_run_one_at_a_time_and_leave_no_lock(
+    rt_vault: sv.Vault, llm: tuple[Any, Any]
+) -> None:
+    tokenizer = llm[1]
+    rt = runtime(rt_vault, llm)
+    blank = [i for i in range(len(tokenizer)) if not tokenizer.decode([i], skip_special_tokens=True).strip()]
+
+    def turn(i: int) -> Any:
+        return rt.chat(f"s{i % 2}", QUESTIONS[i % 3], k=1, max_new_tokens=2, suppress_tokens=blank)
+
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(turn, range(6)))
+    assert len(done) == 6
+    for sid in ("s0", "s1"):  # each session saw three whole turns, none interleaved with another
+        assert rt_vault.sessions.get(sid).turn_count == 3
+        roles = [u.metadata["role"] for u in rt_vault.conversation(sid)]
+        assert roles == ["user", "assistant"] * 3
+    assert rt.busy_sessions == 0  # the per-session locks went with their turns
 
 
 class Boom(RuntimeError):
@@ -319,6 +347,10 @@ def test_learned_routing_policy_routes_similar_requests(rt_vault: sv.Vault, llm:
     assert policy.kind == "routing" and policy.params == {"max_new_tokens": 3, "do_sample": False}
     assert set(policy.provenance) == {r.request_id for r in good}
     assert policy.confidence == pytest.approx(0.9)
+    again = rt.learn(min_quality=0.7, k=4)  # a rerun replaces what the first run learned, it does not add copies
+    assert len(again) == 1 and again[0].params == policy.params and again[0].id != policy.id
+    assert [p.id for p in rt_vault.policies.list("routing")] == [again[0].id]
+    policy = again[0]
     routed = rt.chat("new", "How do readers avoid blocking writers at all?", k=1)
     assert routed.routing["policy"] == policy.id and routed.routing["policy_score"] >= rt.route_threshold
     assert routed.completion_tokens == 3  # the policy's setting, not the runtime's default of 64

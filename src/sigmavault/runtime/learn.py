@@ -44,9 +44,10 @@ def learn(
         raise InvalidInput(f"k must be a positive integer, got {k!r}")
     if isinstance(min_quality, bool) or not isinstance(min_quality, int | float):
         raise InvalidInput(f"min_quality must be a number, got {min_quality!r}")
+    turns = vault.witness.query(model=model, limit=limit, embeddings=True)
     entries = [
         e
-        for e in vault.witness.query(model=model, limit=limit, embeddings=True)
+        for e in turns
         if e.quality is not None
         and e.quality >= min_quality
         and not e.failed
@@ -61,21 +62,32 @@ def learn(
     x = normalize(np.stack([np.asarray(e.query_embedding, dtype=np.float32) for e in entries]))
     distinct = len(np.unique(x.round(6), axis=0))  # NOTE: k-means gives every cluster a row, even a duplicate
     labels, centers = kmeans(x, min(k, distinct), seed=seed)
+    seen = {e.request_id for e in turns if e.request_id}
+    # NOTE: a rerun replaces what an earlier run learned from this model's turns instead of piling up copies
+    stale = [
+        p.id for p in vault.policies.list("routing") if p.source == "background" and seen.intersection(p.provenance)
+    ]
     made = []
-    for j in range(len(centers)):
-        members = [entries[i] for i in np.flatnonzero(labels == j)]
-        groups: dict[str, list[WitnessEntry]] = defaultdict(list)
-        for e in members:
-            groups[json.dumps(settings_of(e), sort_keys=True)].append(e)
-        best, served = max(groups.items(), key=lambda kv: (float(np.mean([e.quality for e in kv[1]])), len(kv[1])))
-        made.append(
-            vault.policies.put(
-                "routing",
-                json.loads(best),
-                embedding=normalize(centers[j : j + 1])[0],
-                confidence=float(np.clip(np.mean([e.quality for e in served]), 0.0, 1.0)),
-                source="background",
-                provenance=sorted(e.request_id for e in members if e.request_id),
-            )
-        )
+    with vault.transaction():
+        if stale:
+            vault.policies.delete(stale)
+        for j in range(len(centers)):
+            made.append(_policy(vault, entries, labels, centers, j))
     return made
+
+
+def _policy(vault: Vault, entries: list[WitnessEntry], labels: np.ndarray, centers: np.ndarray, j: int) -> Policy:
+    """The policy of cluster ``j``: the settings whose turns there scored best (more turns break a tie)."""
+    members = [entries[i] for i in np.flatnonzero(labels == j)]
+    groups: dict[str, list[WitnessEntry]] = defaultdict(list)
+    for e in members:
+        groups[json.dumps(settings_of(e), sort_keys=True)].append(e)
+    best, served = max(groups.items(), key=lambda kv: (float(np.mean([e.quality for e in kv[1]])), len(kv[1])))
+    return vault.policies.put(
+        "routing",
+        json.loads(best),
+        embedding=normalize(centers[j : j + 1])[0],
+        confidence=float(np.clip(np.mean([e.quality for e in served]), 0.0, 1.0)),
+        source="background",
+        provenance=sorted(e.request_id for e in members if e.request_id),
+    )

@@ -43,6 +43,16 @@ _DEFAULTS: dict[str, Any] = {"max_new_tokens": 64, "do_sample": False}
 _NON_GENERATE = ("codec",)  # routing settings that are not generate() keywords
 
 
+class _SessionLock:
+    """One session's turn lock and how many turns hold or await it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+
+
 @dataclass
 class _Turn:
     """Everything one turn has learned so far (filled step by step, read by the witness entry on failure too)."""
@@ -129,7 +139,7 @@ class Runtime:
             "\x00".join([fingerprint.model, template, system_prompt or "", str(len(tokenizer))]).encode()
         ).hexdigest()[:24]
         self._tracer_provider = tracer_provider
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, _SessionLock] = {}
         self._locks_guard = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -242,10 +252,28 @@ class Runtime:
 
     # -- the steps --------------------------------------------------------------------------
 
-    def _lock(self, session_id: str) -> threading.Lock:
+    @contextlib.contextmanager
+    def _lock(self, session_id: str) -> Iterator[None]:
         # NOTE: one turn per session at a time: a turn reads the session's history and writes the next one.
+        # A session's lock lives while a turn holds or awaits it, so a long-running server keeps no lock per
+        # session it ever saw.
         with self._locks_guard:
-            return self._locks.setdefault(session_id, threading.Lock())
+            held = self._locks.setdefault(session_id, _SessionLock())
+            held.users += 1
+        try:
+            with held.lock:
+                yield
+        finally:
+            with self._locks_guard:
+                held.users -= 1
+                if held.users == 0:
+                    del self._locks[session_id]
+
+    @property
+    def busy_sessions(self) -> int:
+        """How many sessions have a turn running or waiting (each holds one lock while it does)."""
+        with self._locks_guard:
+            return len(self._locks)
 
     def _begin(self, session_id: str, message: str, user_id: str | None, quality: QualityFn | None) -> _Turn:
         if not isinstance(message, str) or not message.strip():
