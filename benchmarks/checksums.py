@@ -77,17 +77,39 @@ def main() -> None:
         start = time.perf_counter()
         verify_vectors(ctx.db, col.info.id, matrix)
         verify_s = time.perf_counter() - start
-    print(json.dumps({
-        "rows": args.rows, "dim": DIM, "loadavg": os.getloadavg(), "check_ok": report.ok,
-        "add": {"total_s": round(add_s, 3), "crc_s": round(crc_all_s, 3), "crc_share": round(crc_all_s / add_s, 4),
-                "record_crc_s": round(rec_all_s, 3), "record_crc_share": round(rec_all_s / add_s, 4)},
-        "get": {"per_call_us": round(get_s * 1e6, 1), "crc_us": round(crc_one_s * 1e6, 2),
-                "crc_share": round(crc_one_s / get_s, 4)},
-        "search_k10": {"per_call_us": round(search_s * 1e6, 1), "crc_us": round(crc_ten_s * 1e6, 2),
-                       "crc_share": round(crc_ten_s / search_s, 4)},
-        "check": {"total_s": round(check_s, 3), "verify_rows_s": round(verify_s, 3),
-                  "verify_share": round(verify_s / check_s, 4)},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "dim": DIM,
+                "loadavg": os.getloadavg(),
+                "check_ok": report.ok,
+                "add": {
+                    "total_s": round(add_s, 3),
+                    "crc_s": round(crc_all_s, 3),
+                    "crc_share": round(crc_all_s / add_s, 4),
+                    "record_crc_s": round(rec_all_s, 3),
+                    "record_crc_share": round(rec_all_s / add_s, 4),
+                },
+                "get": {
+                    "per_call_us": round(get_s * 1e6, 1),
+                    "crc_us": round(crc_one_s * 1e6, 2),
+                    "crc_share": round(crc_one_s / get_s, 4),
+                },
+                "search_k10": {
+                    "per_call_us": round(search_s * 1e6, 1),
+                    "crc_us": round(crc_ten_s * 1e6, 2),
+                    "crc_share": round(crc_ten_s / search_s, 4),
+                },
+                "check": {
+                    "total_s": round(check_s, 3),
+                    "verify_rows_s": round(verify_s, 3),
+                    "verify_share": round(verify_s / check_s, 4),
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,11 +24,17 @@ def test_many_concurrent_tasks(tmp_path: Path) -> None:
             assert isinstance(vault, AsyncVault)
             docs = await vault.collection("docs", embedder=None)
             # 20 concurrent writers, 10 units each
-            await asyncio.gather(*[
-                docs.aadd([f"unit {i}" for i in range(j, j + 10)], vectors=vecs[j : j + 10],
-                          ids=[str(i) for i in range(j, j + 10)], metadata=[{"i": i} for i in range(j, j + 10)])
-                for j in range(0, 200, 10)
-            ])
+            await asyncio.gather(
+                *[
+                    docs.aadd(
+                        [f"unit {i}" for i in range(j, j + 10)],
+                        vectors=vecs[j : j + 10],
+                        ids=[str(i) for i in range(j, j + 10)],
+                        metadata=[{"i": i} for i in range(j, j + 10)],
+                    )
+                    for j in range(0, 200, 10)
+                ]
+            )
             assert await docs.alen() == 200
             # 200 concurrent searches: each finds its own vector first, as the sync API does
             results = await asyncio.gather(*[docs.asearch(vecs[i], k=3) for i in range(200)])

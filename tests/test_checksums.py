@@ -30,16 +30,22 @@ def test_every_flipped_bit_in_a_vector_row_is_found(tmp_path: Path, trial: int) 
         cid = col.info.id
     row = int(rng.integers(0, 30))
     # NOTE: low mantissa bits included: those change no sign, so the semantic hash alone missed them
-    _flip(path / "vectors" / f"{cid}.f32", HEADER_SIZE + row * DIM * 4 + int(rng.integers(0, DIM * 4)),
-          int(rng.integers(0, 8)))
+    _flip(
+        path / "vectors" / f"{cid}.f32",
+        HEADER_SIZE + row * DIM * 4 + int(rng.integers(0, DIM * 4)),
+        int(rng.integers(0, 8)),
+    )
     with sv.open(path) as vault:
         report = vault.check()
         assert not report.ok and any("fail their checksum" in p for p in report.problems), report
         col = vault.collection("c", embedder=None)
         with pytest.raises(sv.Corrupted):
             col.get(ids[row])
-        probe = np.asarray(np.frombuffer((path / "vectors" / f"{cid}.f32").read_bytes(), "<f4",
-                                         count=DIM, offset=HEADER_SIZE + row * DIM * 4))
+        probe = np.asarray(
+            np.frombuffer(
+                (path / "vectors" / f"{cid}.f32").read_bytes(), "<f4", count=DIM, offset=HEADER_SIZE + row * DIM * 4
+            )
+        )
         if np.isfinite(probe).all() and np.any(probe):
             with pytest.raises(sv.Corrupted):
                 col.search(probe, k=30)  # every row is a hit: the damaged one must not be scored silently
@@ -52,8 +58,12 @@ def test_a_flipped_value_inside_a_unit_record_is_found(tmp_path: Path) -> None:
     path = tmp_path / "v"
     with sv.open(path) as vault:
         col = vault.collection("c", embedder=None)
-        ids = col.add(vectors=np.eye(3, DIM) + 0.1, texts=["a", "b", "c"], kind=["unit", "zqxkindmarker", "unit"],
-                      metadata=[{}, {"tag": "zqxmetamarker"}, {}])
+        ids = col.add(
+            vectors=np.eye(3, DIM) + 0.1,
+            texts=["a", "b", "c"],
+            kind=["unit", "zqxkindmarker", "unit"],
+            metadata=[{}, {"tag": "zqxmetamarker"}, {}],
+        )
     data = (path / "vault.db").read_bytes()
     for marker in (b"zqxkindmarker", b"zqxmetamarker"):
         assert data.count(marker) == 1
@@ -82,7 +92,8 @@ def test_record_checksums_hold_when_sqlite_parses_the_time_one_ulp_away(
 
     conn, rng = sqlite3.connect(":memory:"), random.Random(5)
     odd = next(
-        t for t in (1.8e9 + rng.random() * 1e6 for _ in range(2_000_000))
+        t
+        for t in (1.8e9 + rng.random() * 1e6 for _ in range(2_000_000))
         if conn.execute(f"SELECT {t!r}").fetchone()[0] != t
     )
     monkeypatch.setattr(time, "time", lambda: odd)

@@ -67,8 +67,10 @@ def test_ingest_folder_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     lines = tmp_path / "notes.jsonl"
     lines.write_text(
-        json.dumps({"id": "n1", "text": "Paris is the capital of France.", "topic": "geo"}) + "\n\n"
-        + json.dumps({"id": "n2", "text": "Follow-up about Paris museums.", "parent_id": "n1"}) + "\n"
+        json.dumps({"id": "n1", "text": "Paris is the capital of France.", "topic": "geo"})
+        + "\n\n"
+        + json.dumps({"id": "n2", "text": "Follow-up about Paris museums.", "parent_id": "n1"})
+        + "\n"
     )
     code, data = run_json(capsys, "ingest", vault, str(lines), "-c", "notes")
     assert data == {"added": 2, "replaced": 0, "unchanged": 0, "collection": "notes"}
@@ -100,11 +102,17 @@ def test_ingest_reruns_add_only_what_is_new(tmp_path: Path, capsys: pytest.Captu
 
     # a JSONL file where only some lines carry an id keeps those ids; a re-run adds nothing
     lines = tmp_path / "mixed.jsonl"
-    lines.write_text("\n".join(json.dumps(d) for d in [
-        {"id": "m1", "text": "Copper conducts electricity well."},
-        {"text": "Glass is an amorphous solid."},
-        {"text": "Helium is lighter than air."},
-    ]) + "\n")
+    lines.write_text(
+        "\n".join(
+            json.dumps(d)
+            for d in [
+                {"id": "m1", "text": "Copper conducts electricity well."},
+                {"text": "Glass is an amorphous solid."},
+                {"text": "Helium is lighter than air."},
+            ]
+        )
+        + "\n"
+    )
     code, data = run_json(capsys, "ingest", vault, str(lines), "-c", "mixed")
     assert data == {"added": 3, "replaced": 0, "unchanged": 0, "collection": "mixed"}
     code, data = run_json(capsys, "ingest", vault, str(lines), "-c", "mixed")
@@ -189,8 +197,14 @@ def test_the_cli_says_when_the_embedding_model_loads(tmp_path: Path) -> None:
 
     vault = str(tmp_path / "v")
     runs = [
-        subprocess.run([sys.executable, "-m", "sigmavault", *argv], capture_output=True, text=True,
-                       env=python_env(), timeout=300, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "sigmavault", *argv],
+            capture_output=True,
+            text=True,
+            env=python_env(),
+            timeout=300,
+            check=False,
+        )
         for argv in (["add", vault, "Water boils at 100 degrees."], ["search", vault, "boil", "--json"])
     ]
     assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]

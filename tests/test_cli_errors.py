@@ -90,7 +90,11 @@ def test_every_verb_exits_2_on_unusable_paths(
 def test_python_dash_m_runs_the_command(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sigmavault", "get", str(tmp_path / "nowhere"), "x"],
-        capture_output=True, text=True, env=python_env(), timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 2 and proc.stderr.startswith("error: no vault") and "Traceback" not in proc.stderr
     assert "sigmavault init PATH" in proc.stderr  # CLI terms, not the Python API's
@@ -118,8 +122,17 @@ def test_a_read_only_vault_opens_for_reading(tmp_path: Path) -> None:
         probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
         if probe.returncode != 0:
             pytest.skip("root ignores permissions, and this machine refuses a private mount namespace")
-        cmd = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$1" "$1" && exec "$2" -c "$3" "$1"', "sh",
-               str(vault), sys.executable, _READONLY_SCRIPT]
+        cmd = [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            'mount --bind -o ro "$1" "$1" && exec "$2" -c "$3" "$1"',
+            "sh",
+            str(vault),
+            sys.executable,
+            _READONLY_SCRIPT,
+        ]
     else:
         for p in [vault, *vault.rglob("*")]:
             p.chmod(0o555 if p.is_dir() else 0o444)

@@ -107,8 +107,9 @@ def test_writers_readers_and_threads_at_once(tmp_path: Path) -> None:
             try:
                 if i % 2:
                     ids = [f"t{i}-{b}-{j}" for j in range(2)]
-                    col.add(vectors=np.stack([id_vector(u) for u in ids]), ids=ids, texts=["thread"] * 2,
-                            metadata={"b": b})
+                    col.add(
+                        vectors=np.stack([id_vector(u) for u in ids]), ids=ids, texts=["thread"] * 2, metadata={"b": b}
+                    )
                     thread_ids.extend(ids)
                 else:
                     col.search(rng.standard_normal(16), k=5, where={"b": {"$lt": 5}})
@@ -157,8 +158,12 @@ def test_writers_readers_and_threads_at_once(tmp_path: Path) -> None:
             for tokens, ref in w["kv"][-2:]:
                 assert vault.kv.load_ref_arrays(FP, ref)[1] == tokens
         figures = {
-            "writer_processes": WRITERS, "reader_processes": READERS, "threads": THREADS,
-            "units": len(held), "searches": sum(r["searches"] for r in readers), "exceptions": len(errors),
+            "writer_processes": WRITERS,
+            "reader_processes": READERS,
+            "threads": THREADS,
+            "units": len(held),
+            "searches": sum(r["searches"] for r in readers),
+            "exceptions": len(errors),
             "lost_writes": len(expected - held),
         }
     print(f"\nconcurrency campaign: {json.dumps(figures)}", file=sys.stderr)

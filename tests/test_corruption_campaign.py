@@ -38,8 +38,12 @@ def _build(path: Path) -> tuple[list[str], list[tuple[list[int], str]]]:
     with sv.open(path) as vault:
         col = vault.collection("c", embedder=None, metric="ip", index="hnsw")
         ids = [f"u{i}" for i in range(60)]
-        col.add(vectors=np.stack([id_vector(u) for u in ids]), ids=ids, texts=[f"text of {u}" for u in ids],
-                metadata=[{"i": i, "tag": "even" if i % 2 == 0 else "odd"} for i in range(60)])
+        col.add(
+            vectors=np.stack([id_vector(u) for u in ids]),
+            ids=ids,
+            texts=[f"text of {u}" for u in ids],
+            metadata=[{"i": i, "tag": "even" if i % 2 == 0 else "odd"} for i in range(60)],
+        )
         ann = vault.collection("ann", embedder=None, index="hnsw")
         ann.add(vectors=rng.standard_normal((1000, 8)), texts=["row"] * 1000)
         ann.build_index()
@@ -52,8 +56,15 @@ def _build(path: Path) -> tuple[list[str], list[tuple[list[int], str]]]:
         w = vault.witness
         now = now_ms()
         for i in range(40):
-            w.record({"request_id": f"r{i}", "timestamp": now - (10 if i < 25 else 0) * DAY_MS + i,
-                      "total_ms": float(i), "model": "m", "query_embedding": rng.random(8)})
+            w.record(
+                {
+                    "request_id": f"r{i}",
+                    "timestamp": now - (10 if i < 25 else 0) * DAY_MS + i,
+                    "total_ms": float(i),
+                    "model": "m",
+                    "query_embedding": rng.random(8),
+                }
+            )
         w.flush()
         assert w.archive(older_than_days=3).entries == 25
         refs = []
@@ -78,12 +89,19 @@ def _answers(vault: sv.Vault, refs: list[tuple[list[int], str]]) -> Any:
     witness = [e.to_dict(embeddings=True) for e in w.query(limit=None)]
     archived = [e.to_dict(embeddings=True) for a in w.archives() for e in w.read_archive(a["file"], embeddings=True)]
     kv = [vault.kv.load_ref_arrays(FP, ref)[1] == toks for toks, ref in refs]
-    return json.dumps({
-        "snapshot": snapshot(vault), "searches": searches,
-        "sessions": [s.to_dict(vectors=True) for s in vault.sessions.find(states="all")],
-        "policies": [p.to_dict(vectors=True) for p in vault.policies.list(states="all")],
-        "witness": witness, "archived": archived, "kv": kv,
-    }, sort_keys=True, default=str)
+    return json.dumps(
+        {
+            "snapshot": snapshot(vault),
+            "searches": searches,
+            "sessions": [s.to_dict(vectors=True) for s in vault.sessions.find(states="all")],
+            "policies": [p.to_dict(vectors=True) for p in vault.policies.list(states="all")],
+            "witness": witness,
+            "archived": archived,
+            "kv": kv,
+        },
+        sort_keys=True,
+        default=str,
+    )
 
 
 def _files(root: Path) -> dict[str, list[Path]]:
@@ -145,7 +163,10 @@ def test_flips_and_truncations_are_detected_or_harmless(tmp_path: Path) -> None:
             outcome[f"{kind}: silent"] += 1
             silent.append(f"{kind} {target.name} {how}")
     detected = sum(v for k, v in outcome.items() if k.endswith(("check", "error")))
-    print(f"\ncorruption campaign: {TRIALS} trials, {detected} detected, "
-          f"{sum(v for k, v in outcome.items() if k.endswith('harmless'))} harmless, {len(silent)} silent; "
-          f"{json.dumps(dict(sorted(outcome.items())))}", file=sys.stderr)
+    print(
+        f"\ncorruption campaign: {TRIALS} trials, {detected} detected, "
+        f"{sum(v for k, v in outcome.items() if k.endswith('harmless'))} harmless, {len(silent)} silent; "
+        f"{json.dumps(dict(sorted(outcome.items())))}",
+        file=sys.stderr,
+    )
     assert not silent, silent

@@ -34,8 +34,11 @@ def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_one() -> None:
 
 
 _RERUN_SECTIONS = (
-    "## RAG in five lines", "## The API", "### Batches: upsert, get_many, delete, drop, ingest",
-    "### Async API", "### LangChain",
+    "## RAG in five lines",
+    "## The API",
+    "### Batches: upsert, get_many, delete, drop, ingest",
+    "### Async API",
+    "### LangChain",
 )
 
 
@@ -60,7 +63,12 @@ def test_the_readme_examples_run_twice_in_a_row(tmp_path: Path) -> None:
     script.write_text(_examples() + "\nprint('done')\n", encoding="utf-8")
     for run in (1, 2):
         proc = subprocess.run(
-            [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=python_env(),
-            timeout=600, check=False,
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=python_env(),
+            timeout=600,
+            check=False,
         )
         assert proc.returncode == 0 and proc.stdout.endswith("done\n"), (run, proc.stderr[-3000:])

@@ -42,11 +42,49 @@ def _deep_list(depth: int) -> Any:
 
 BIG = [2**63, -(2**63) - 1, 2**64, 10**30, 2**31, -1, 0, -(2**31)]
 ODD = [
-    None, True, False, float("nan"), float("inf"), -float("inf"), 1.5, -0.0, 1e308, "", "\0", "x\0y",
-    "a" * 5000, b"bytes", [], [{}], [None], {}, {"x": None}, {1: 2}, {"k": float("nan")}, {"k": {1, 2}},
-    (1, 2), object(), _deep(2000), _deep_list(2000), np.zeros(8), np.zeros((2, 0)), np.array([np.nan] * 16),
-    np.ones(16), np.ones((1, 16)), np.ones((3, 17)), np.array(["a"]), "all", "active", "open", "unknown-state",
-    "/proc/x", "../../etc/passwd", "é" * 300, slice(1), type, Path("/"),
+    None,
+    True,
+    False,
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    1.5,
+    -0.0,
+    1e308,
+    "",
+    "\0",
+    "x\0y",
+    "a" * 5000,
+    b"bytes",
+    [],
+    [{}],
+    [None],
+    {},
+    {"x": None},
+    {1: 2},
+    {"k": float("nan")},
+    {"k": {1, 2}},
+    (1, 2),
+    object(),
+    _deep(2000),
+    _deep_list(2000),
+    np.zeros(8),
+    np.zeros((2, 0)),
+    np.array([np.nan] * 16),
+    np.ones(16),
+    np.ones((1, 16)),
+    np.ones((3, 17)),
+    np.array(["a"]),
+    "all",
+    "active",
+    "open",
+    "unknown-state",
+    "/proc/x",
+    "../../etc/passwd",
+    "é" * 300,
+    slice(1),
+    type,
+    Path("/"),
 ]
 hostile = st.one_of(
     st.sampled_from(BIG + ODD),
@@ -110,20 +148,28 @@ def _targets(vault: sv.Vault, ids: list[str]) -> dict[str, tuple[Callable[..., A
         "children": (vault.children, ["unit_id"], {"unit_id": ids[0]}),
         "conversation": (vault.conversation, ["conversation_id"], {"conversation_id": "c"}),
         "compact": (vault.compact, ["collection"], {}),
-        "col.add": (col.add, ["texts", "vectors", "ids", "metadata", "kind", "conversation_id", "parent_id",
-                              "kv_ref", "batch_size"], {"texts": ["new text"]}),
+        "col.add": (
+            col.add,
+            ["texts", "vectors", "ids", "metadata", "kind", "conversation_id", "parent_id", "kv_ref", "batch_size"],
+            {"texts": ["new text"]},
+        ),
         "col.get": (col.get, ["unit_id", "touch"], {"unit_id": ids[0]}),
         "col.update": (col.update, ["unit_id", "text", "metadata", "state", "vector", "kv_ref"], {"unit_id": ids[1]}),
         "col.delete": (col.delete, ["unit_ids"], {"unit_ids": "nope"}),
-        "col.search": (col.search, ["query", "k", "mode", "where", "states", "ef", "nprobe", "rerank"],
-                       {"query": q}),
+        "col.search": (col.search, ["query", "k", "mode", "where", "states", "ef", "nprobe", "rerank"], {"query": q}),
         "col.search_batch": (col.search_batch, ["queries", "k", "where", "states", "touch"], {"queries": [q]}),
         "col.all": (lambda **kw: list(col.all(**kw)), ["where"], {}),
         "col.find_similar": (col.find_similar, ["id_or_vector", "threshold", "k"], {"id_or_vector": ids[0]}),
-        "sessions.open": (s.open, ["session_id", "user_id", "metadata", "context", "active_adapter", "kv_ref",
-                                   "now", "exist_ok"], {}),
-        "sessions.update": (s.update, ["session_id", "user_id", "metadata", "context", "turn_count",
-                                       "last_active"], {"session_id": "s1"}),
+        "sessions.open": (
+            s.open,
+            ["session_id", "user_id", "metadata", "context", "active_adapter", "kv_ref", "now", "exist_ok"],
+            {},
+        ),
+        "sessions.update": (
+            s.update,
+            ["session_id", "user_id", "metadata", "context", "turn_count", "last_active"],
+            {"session_id": "s1"},
+        ),
         "sessions.touch": (s.touch, ["session_id", "turns", "now"], {"session_id": "s1"}),
         "sessions.close": (s.close, ["session_id"], {"session_id": "nope"}),
         "sessions.delete": (s.delete, ["session_ids"], {"session_ids": "nope"}),
@@ -131,19 +177,28 @@ def _targets(vault: sv.Vault, ids: list[str]) -> dict[str, tuple[Callable[..., A
         "sessions.get": (s.get, ["session_id"], {"session_id": "s1"}),
         "sessions.find": (s.find, ["user_id", "context", "k", "states", "min_score"], {}),
         "sessions.count": (s.count, ["state"], {}),
-        "policies.put": (p.put, ["kind", "params", "embedding", "confidence", "source", "fisher", "policy_id"],
-                         {"kind": "rule"}),
+        "policies.put": (
+            p.put,
+            ["kind", "params", "embedding", "confidence", "source", "fisher", "policy_id"],
+            {"kind": "rule"},
+        ),
         "policies.get": (p.get, ["policy_id", "touch"], {"policy_id": "nope"}),
         "policies.delete": (p.delete, ["policy_ids"], {"policy_ids": "nope"}),
         "policies.list": (p.list, ["kind", "states", "limit"], {}),
         "policies.kinds": (p.kinds, ["states"], {}),
         "policies.count": (p.count, ["kind", "states"], {}),
-        "policies.search": (p.search, ["kind", "vector", "k", "min_score", "min_confidence", "source", "states"],
-                            {"kind": "rule"}),
+        "policies.search": (
+            p.search,
+            ["kind", "vector", "k", "min_score", "min_confidence", "source", "states"],
+            {"kind": "rule"},
+        ),
         "policies.prune_duplicates": (p.prune_duplicates, ["kind", "threshold"], {}),
         "witness.record": (w.record, ["entry"], {"entry": {"request_id": "ok"}}),
-        "witness.query": (w.query, ["since", "until", "session_id", "model", "quality_below", "quality_above",
-                                    "errors_only", "limit"], {}),
+        "witness.query": (
+            w.query,
+            ["since", "until", "session_id", "model", "quality_below", "quality_above", "errors_only", "limit"],
+            {},
+        ),
         "witness.tail": (w.tail, ["n"], {}),
         "witness.get": (w.get, ["request_id"], {"request_id": "r1"}),
         "witness.count": (w.count, ["model", "since"], {}),
@@ -152,12 +207,18 @@ def _targets(vault: sv.Vault, ids: list[str]) -> dict[str, tuple[Callable[..., A
         "witness.configure": (w.configure, ["batch_size", "flush_interval", "queue_size", "overflow"], {}),
         "witness.read_archive": (lambda **kw: list(w.read_archive(**kw)), ["name"], {"name": "x.jsonl.gz"}),
         "kv.configure": (kv.configure, ["codec", "chunk_tokens", "ram_bytes", "disk_bytes", "policy"], {}),
-        "kv.load_arrays": (kv.load_arrays, ["fingerprint", "input_ids", "codec"], {"fingerprint": FP,
-                                                                                   "input_ids": np.arange(8)}),
+        "kv.load_arrays": (
+            kv.load_arrays,
+            ["fingerprint", "input_ids", "codec"],
+            {"fingerprint": FP, "input_ids": np.arange(8)},
+        ),
         "kv.lookup": (kv.lookup, ["model", "input_ids", "codec"], {"model": FP, "input_ids": np.arange(8)}),
         "kv.load_ref_arrays": (kv.load_ref_arrays, ["fingerprint", "ref"], {"fingerprint": FP, "ref": "x"}),
-        "kv.save_arrays": (kv.save_arrays, ["fingerprint", "input_ids", "kv", "codec"],
-                           {"fingerprint": FP, "input_ids": np.arange(4), "kv": _kv(4)}),
+        "kv.save_arrays": (
+            kv.save_arrays,
+            ["fingerprint", "input_ids", "kv", "codec"],
+            {"fingerprint": FP, "input_ids": np.arange(4), "kv": _kv(4)},
+        ),
         "kv.clear": (kv.clear, ["model"], {}),
         "kv.gc": (kv.gc, ["verify", "grace"], {}),
     }
@@ -173,12 +234,19 @@ def fuzz_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sv.Va
     ids = _fill(vault)
     yield vault, ids
     vault.close()
-    print(f"\nfuzzed calls: {CALLS['made']}, rejected with a VaultError: {CALLS['rejected']}, "
-          f"non-VaultError escapes: {len(ESCAPES)}", file=sys.stderr)
+    print(
+        f"\nfuzzed calls: {CALLS['made']}, rejected with a VaultError: {CALLS['rejected']}, "
+        f"non-VaultError escapes: {len(ESCAPES)}",
+        file=sys.stderr,
+    )
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_hostile_arguments_raise_vault_errors_and_change_nothing(
     fuzz_vault: tuple[sv.Vault, list[str]], data: st.DataObject
@@ -201,8 +269,9 @@ def test_hostile_arguments_raise_vault_errors_and_change_nothing(
         assert _state(vault) == before, f"{name}({kwargs!r}) was rejected but changed stored data"
     except Exception as exc:
         ESCAPES[name] = f"{type(exc).__name__}: {exc}"[:200]
-        raise AssertionError(f"{name}({ {k: short(v) for k, v in kwargs.items()} }) raised "
-                             f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise AssertionError(
+            f"{name}({ {k: short(v) for k, v in kwargs.items()} }) raised {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
 
 
 @pytest.mark.parametrize(

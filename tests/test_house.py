@@ -46,6 +46,10 @@ def test_results_round_trip_through_json(vault_path: Path) -> None:
         assert json.loads(json.dumps(hit.to_dict()))["id"] == ids[0]
         edge = vault.neighbors(ids[0])[0]
         assert json.loads(json.dumps(edge.to_dict())) == {
-            "source": ids[0], "target": ids[1], "kind": "causal", "weight": 0.5, "created_at": edge.created_at,
+            "source": ids[0],
+            "target": ids[1],
+            "kind": "causal",
+            "weight": 0.5,
+            "created_at": edge.created_at,
         }
         json.dumps(vault.check().to_dict())

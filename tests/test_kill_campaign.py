@@ -223,7 +223,7 @@ class Model:
     def verify(self, vault: sv.Vault, fp: Any) -> None:
         col = vault.collection("k", embedder=None)
         held = {u.id: u for u in col}
-        assert set(held) == set(self.units), (set(self.units) ^ set(held))
+        assert set(held) == set(self.units), set(self.units) ^ set(held)
         for uid, v in self.units.items():
             assert held[uid].metadata == {"v": v} and held[uid].text == f"{uid} v{v}", uid
         for uid, v in list(self.units.items())[-20:]:  # vectors of the newest (all are CRC-checked by check())
@@ -246,8 +246,15 @@ def test_kill_campaign_across_every_part(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256)
+    cfg = transformers.LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+    )
     fp = fingerprint_of(transformers.LlamaForCausalLM(cfg).eval())
     path = tmp_path / "vault"
     sv.open(path).close()
@@ -293,9 +300,17 @@ def test_kill_campaign_across_every_part(tmp_path: Path) -> None:
     finally:
         zygote.kill()
         zygote.wait()
-    figures = {"kills": KILLS, "acknowledged_writes": model.acked, "lost_writes": 0,
-               "interrupted_present": model.interrupted["present"], "interrupted_absent": model.interrupted["absent"],
-               "units": len(model.units), "sessions": len(model.sessions), "policies": len(model.policies),
-               "witness": len(model.witness), "kv_saves": len(model.kv)}
+    figures = {
+        "kills": KILLS,
+        "acknowledged_writes": model.acked,
+        "lost_writes": 0,
+        "interrupted_present": model.interrupted["present"],
+        "interrupted_absent": model.interrupted["absent"],
+        "units": len(model.units),
+        "sessions": len(model.sessions),
+        "policies": len(model.policies),
+        "witness": len(model.witness),
+        "kv_saves": len(model.kv),
+    }
     print(f"\nkill campaign: {json.dumps(figures)}", file=sys.stderr)
     assert model.acked > KILLS  # the campaign really wrote

@@ -63,7 +63,7 @@ def private_reads(source: str, filename: str = "<src>") -> list[str]:
 
 
 def test_the_rule_finds_what_it_should_and_nothing_else() -> None:
-    source = '''
+    source = """
 from __future__ import annotations
 from pkg.mod import _helper, public
 class A:
@@ -80,14 +80,16 @@ class A:
         getattr(vault, "_parts")
         getattr(self, "_x")
         getattr(vault, "name")
-'''
-    assert sorted(f.split(": ", 1)[1] for f in private_reads(source)) == sorted([
-        "from pkg.mod import _helper",
-        "other._x",
-        "vault._db",
-        "self._db._lock",
-        "getattr(vault, '_parts')",
-    ])
+"""
+    assert sorted(f.split(": ", 1)[1] for f in private_reads(source)) == sorted(
+        [
+            "from pkg.mod import _helper",
+            "other._x",
+            "vault._db",
+            "self._db._lock",
+            "getattr(vault, '_parts')",
+        ]
+    )
 
 
 def test_no_module_reads_another_modules_private_names() -> None:
@@ -162,11 +164,7 @@ def test_the_import_graph_has_no_cycles() -> None:
 def test_the_layers_contract_names_every_package() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     (layers,) = [c for c in config["contracts"] if c["type"] == "layers"]
-    named = {
-        name.strip().strip("()")
-        for layer in layers["layers"]
-        for name in layer.replace("|", ":").split(":")
-    }
+    named = {name.strip().strip("()") for layer in layers["layers"] for name in layer.replace("|", ":").split(":")}
     present = {p.stem for p in SRC.glob("*.py") if p.stem != "__init__"}
     present |= {p.name for p in SRC.iterdir() if (p / "__init__.py").exists()}
     assert present - named == set(), "add these to the layers contract in pyproject.toml"

@@ -34,7 +34,10 @@ def _nodes() -> list[TextNode]:
     ]
     return [
         TextNode(
-            id_=nid, text=f"text of {nid} by {meta['author']}", embedding=emb, metadata=meta,
+            id_=nid,
+            text=f"text of {nid} by {meta['author']}",
+            embedding=emb,
+            metadata=meta,
             relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc)},
         )
         for nid, doc, emb, meta in rows
@@ -69,29 +72,49 @@ def test_add_query_and_round_trip(tmp_path: Path) -> None:
     ("filters", "expected"),
     [
         (MetadataFilters(filters=[MetadataFilter(key="author", value="ada")]), {"n1", "n4"}),
-        (MetadataFilters(filters=[MetadataFilter(key="author", value="ada", operator=FilterOperator.NE)]),
-         {"n2", "n3"}),
+        (
+            MetadataFilters(filters=[MetadataFilter(key="author", value="ada", operator=FilterOperator.NE)]),
+            {"n2", "n3"},
+        ),
         (MetadataFilters(filters=[MetadataFilter(key="year", value=1900, operator=FilterOperator.GT)]), {"n2", "n3"}),
-        (MetadataFilters(filters=[MetadataFilter(key="year", value=1936, operator=FilterOperator.GTE)]),
-         {"n2", "n3"}),
+        (MetadataFilters(filters=[MetadataFilter(key="year", value=1936, operator=FilterOperator.GTE)]), {"n2", "n3"}),
         (MetadataFilters(filters=[MetadataFilter(key="year", value=1843, operator=FilterOperator.LT)]), {"n4"}),
-        (MetadataFilters(filters=[MetadataFilter(key="year", value=1843, operator=FilterOperator.LTE)]),
-         {"n1", "n4"}),
-        (MetadataFilters(filters=[MetadataFilter(key="author", value=["alan", "grace"], operator=FilterOperator.IN)]),
-         {"n2", "n3"}),
-        (MetadataFilters(filters=[MetadataFilter(key="author", value=["ada"], operator=FilterOperator.NIN)]),
-         {"n2", "n3"}),
-        (MetadataFilters(filters=[MetadataFilter(key="author", value="ada"), MetadataFilter(key="year", value=1843)]),
-         {"n1"}),
-        (MetadataFilters(filters=[MetadataFilter(key="author", value="grace"), MetadataFilter(key="year", value=1843)],
-                         condition=FilterCondition.OR), {"n1", "n3"}),
-        (MetadataFilters(filters=[
-            MetadataFilter(key="tags", value="cs"),
+        (MetadataFilters(filters=[MetadataFilter(key="year", value=1843, operator=FilterOperator.LTE)]), {"n1", "n4"}),
+        (
             MetadataFilters(
-                filters=[MetadataFilter(key="author", value="alan"), MetadataFilter(key="year", value=1952)],
+                filters=[MetadataFilter(key="author", value=["alan", "grace"], operator=FilterOperator.IN)]
+            ),
+            {"n2", "n3"},
+        ),
+        (
+            MetadataFilters(filters=[MetadataFilter(key="author", value=["ada"], operator=FilterOperator.NIN)]),
+            {"n2", "n3"},
+        ),
+        (
+            MetadataFilters(
+                filters=[MetadataFilter(key="author", value="ada"), MetadataFilter(key="year", value=1843)]
+            ),
+            {"n1"},
+        ),
+        (
+            MetadataFilters(
+                filters=[MetadataFilter(key="author", value="grace"), MetadataFilter(key="year", value=1843)],
                 condition=FilterCondition.OR,
             ),
-        ]), {"n2", "n3"}),
+            {"n1", "n3"},
+        ),
+        (
+            MetadataFilters(
+                filters=[
+                    MetadataFilter(key="tags", value="cs"),
+                    MetadataFilters(
+                        filters=[MetadataFilter(key="author", value="alan"), MetadataFilter(key="year", value=1952)],
+                        condition=FilterCondition.OR,
+                    ),
+                ]
+            ),
+            {"n2", "n3"},
+        ),
     ],
 )
 def test_filters(tmp_path: Path, filters: MetadataFilters, expected: set[str]) -> None:
@@ -114,8 +137,14 @@ def test_deletes_doc_ids_and_unsupported(tmp_path: Path) -> None:
     store.delete_nodes(filters=MetadataFilters(filters=[MetadataFilter(key="tags", value="math")]))
     assert {n.node_id for n in store.get_nodes()} == {"n2", "n3"}
     with pytest.raises(sv.InvalidFilter):
-        store.query(_q([1.0, 0.0, 0.0], filters=MetadataFilters(
-            filters=[MetadataFilter(key="tags", value="c", operator=FilterOperator.TEXT_MATCH)])))
+        store.query(
+            _q(
+                [1.0, 0.0, 0.0],
+                filters=MetadataFilters(
+                    filters=[MetadataFilter(key="tags", value="c", operator=FilterOperator.TEXT_MATCH)]
+                ),
+            )
+        )
     store.clear()
     assert store.get_nodes() == [] and store.query(_q([1.0, 0.0, 0.0])).ids == []
     store.close()

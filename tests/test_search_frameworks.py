@@ -22,9 +22,14 @@ def _byo(tmp_path: Path) -> tuple[sv.Vault, sv.Collection, np.ndarray]:
     vault = sv.open(tmp_path / "v")
     col = vault.collection("byo", embedder=None)
     col.add(
-        ["sourdough bread with wild yeast", "granite is an igneous rock", "the moon orbits the earth",
-         "rye bread and yeast"],
-        vectors=vecs, ids=["bread", "rock", "moon", "rye"],
+        [
+            "sourdough bread with wild yeast",
+            "granite is an igneous rock",
+            "the moon orbits the earth",
+            "rye bread and yeast",
+        ],
+        vectors=vecs,
+        ids=["bread", "rock", "moon", "rye"],
     )
     return vault, col, vecs
 
@@ -69,18 +74,40 @@ def test_metadata_types_round_trip_as_documented(tmp_path: Path) -> None:
     when = dt.datetime(2024, 5, 1, 14, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     uid = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
     meta = {
-        "when": when, "day": dt.date(2024, 5, 1), "n": np.int64(3), "x": np.float32(0.5), "ok": np.bool_(True),
-        "id": uid, "price": Decimal("9.25"), "tags": {"b", "a"}, "pair": (1, 2), "arr": np.arange(3),
+        "when": when,
+        "day": dt.date(2024, 5, 1),
+        "n": np.int64(3),
+        "x": np.float32(0.5),
+        "ok": np.bool_(True),
+        "id": uid,
+        "price": Decimal("9.25"),
+        "tags": {"b", "a"},
+        "pair": (1, 2),
+        "arr": np.arange(3),
     }
     vecs = unit_vectors(np.random.default_rng(8), 3, 8)
     with sv.open(tmp_path / "v") as vault:
         col = vault.collection("m", embedder=None)
-        col.add(["", None, "third"], vectors=vecs, ids=["a", "b", "c"], metadata=[
-            meta, {"when": dt.datetime(2024, 4, 1, 0, 0)}, {"when": dt.datetime(2024, 6, 1, tzinfo=dt.UTC)},
-        ])
+        col.add(
+            ["", None, "third"],
+            vectors=vecs,
+            ids=["a", "b", "c"],
+            metadata=[
+                meta,
+                {"when": dt.datetime(2024, 4, 1, 0, 0)},
+                {"when": dt.datetime(2024, 6, 1, tzinfo=dt.UTC)},
+            ],
+        )
         assert col.get("a").metadata == {
-            "when": "2024-05-01T12:30:00.000000+00:00", "day": "2024-05-01", "n": 3, "x": 0.5, "ok": True,
-            "id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "price": 9.25, "tags": ["a", "b"], "pair": [1, 2],
+            "when": "2024-05-01T12:30:00.000000+00:00",
+            "day": "2024-05-01",
+            "n": 3,
+            "x": 0.5,
+            "ok": True,
+            "id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            "price": 9.25,
+            "tags": ["a", "b"],
+            "pair": [1, 2],
             "arr": [0, 1, 2],
         }
         assert col.get("a").text == "" and col.get("b").text is None  # empty text is fine with a vector

@@ -46,6 +46,7 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(f"sigmavault.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module 'sigmavault' has no attribute {name!r}")
 
+
 __all__ = [
     "BundleInvalid",
     "CheckReport",

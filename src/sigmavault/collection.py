@@ -80,8 +80,17 @@ class Collection:
         commits batch by batch (bounded memory); each batch is atomic and durable on return.
         """
         return self._write(
-            texts, vectors=vectors, ids=ids, metadata=metadata, kind=kind, conversation_id=conversation_id,
-            parent_id=parent_id, kv_ref=kv_ref, batch_size=batch_size, progress=progress, replace=False,
+            texts,
+            vectors=vectors,
+            ids=ids,
+            metadata=metadata,
+            kind=kind,
+            conversation_id=conversation_id,
+            parent_id=parent_id,
+            kv_ref=kv_ref,
+            batch_size=batch_size,
+            progress=progress,
+            replace=False,
         )
 
     def upsert(
@@ -107,8 +116,17 @@ class Collection:
         ``batch_size`` units is one transaction.
         """
         return self._write(
-            texts, vectors=vectors, ids=ids, metadata=metadata, kind=kind, conversation_id=conversation_id,
-            parent_id=parent_id, kv_ref=kv_ref, batch_size=batch_size, progress=progress, replace=True,
+            texts,
+            vectors=vectors,
+            ids=ids,
+            metadata=metadata,
+            kind=kind,
+            conversation_id=conversation_id,
+            parent_id=parent_id,
+            kv_ref=kv_ref,
+            batch_size=batch_size,
+            progress=progress,
+            replace=True,
         )
 
     def _write(
@@ -170,9 +188,14 @@ class Collection:
             else:
                 chunk = self._embed([t for t in text_list[start:end] if t is not None])
             batch = NewUnits(
-                ids=id_list[start:end], vectors=chunk, texts=text_list[start:end],
-                metadata=[m if type(m) is dict else dict(m) for m in meta[start:end]], kinds=kinds[start:end],
-                conversation_ids=convs[start:end], parent_ids=parents[start:end], kv_refs=refs[start:end],
+                ids=id_list[start:end],
+                vectors=chunk,
+                texts=text_list[start:end],
+                metadata=[m if type(m) is dict else dict(m) for m in meta[start:end]],
+                kinds=kinds[start:end],
+                conversation_ids=convs[start:end],
+                parent_ids=parents[start:end],
+                kv_refs=refs[start:end],
             )
             if replace:
                 self._replace(batch)
@@ -212,8 +235,11 @@ class Collection:
             if todo:
                 rows = [prepared[u] for u in todo]
                 self.upsert(
-                    [r["text"] for r in rows], ids=todo, metadata=[r["metadata"] for r in rows],
-                    kind=[r["kind"] for r in rows], conversation_id=[r["conversation_id"] for r in rows],
+                    [r["text"] for r in rows],
+                    ids=todo,
+                    metadata=[r["metadata"] for r in rows],
+                    kind=[r["kind"] for r in rows],
+                    conversation_id=[r["conversation_id"] for r in rows],
                     parent_id=[r["parent_id"] for r in rows],
                 )
             if progress is not None:
@@ -322,8 +348,12 @@ class Collection:
         elif text is not None:
             vec = self._embed([text])
         self._ctx.units.update(
-            unit_id, text=text, metadata=metadata, state=None if state is None else State.parse(state),
-            vector=vec, kv_ref=kv_ref,
+            unit_id,
+            text=text,
+            metadata=metadata,
+            state=None if state is None else State.parse(state),
+            vector=vec,
+            kv_ref=kv_ref,
         )
         return self.get(unit_id, touch=False)
 
@@ -437,8 +467,14 @@ class Collection:
         return self._with_vectors(hits) if include else hits
 
     def _search(
-        self, text: str | None, vector: Any, k: int, mode: Mode, where: Mapping[str, Any] | None,
-        states: tuple[State, ...], knobs: _Knobs,
+        self,
+        text: str | None,
+        vector: Any,
+        k: int,
+        mode: Mode,
+        where: Mapping[str, Any] | None,
+        states: tuple[State, ...],
+        knobs: _Knobs,
     ) -> list[Hit]:
         if mode == "text":
             assert text is not None

@@ -77,12 +77,18 @@ def _check_built(name: str) -> Callable[[VaultContext, CheckReport], None]:
 
 PARTS: tuple[PartSpec, ...] = (
     PartSpec(
-        "units", ("collections", "units"), lambda ctx, r: ctx.units.check(r),
-        per_collection=True, check_when_damaged=False,
+        "units",
+        ("collections", "units"),
+        lambda ctx, r: ctx.units.check(r),
+        per_collection=True,
+        check_when_damaged=False,
     ),
     PartSpec(
-        "graph", ("edges",), lambda ctx, r: ctx.graph.check(r, live=ctx.units.ids()),
-        per_collection=True, check_when_damaged=False,
+        "graph",
+        ("edges",),
+        lambda ctx, r: ctx.graph.check(r, live=ctx.units.ids()),
+        per_collection=True,
+        check_when_damaged=False,
     ),
     PartSpec("ann", ("ann_",), lambda ctx, r: ctx.indexes.check(r), per_collection=True),
     PartSpec("sessions", ("sessions",), _check_built("sessions"), build=_sessions),

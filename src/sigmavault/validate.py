@@ -90,9 +90,7 @@ def integer(value: Any, name: str, *, lo: int = 0, hi: int = _I64, optional: boo
     return int(value)
 
 
-def number(
-    value: Any, name: str, *, lo: float = -math.inf, hi: float = math.inf, optional: bool = False
-) -> Any:
+def number(value: Any, name: str, *, lo: float = -math.inf, hi: float = math.inf, optional: bool = False) -> Any:
     """A finite real number in ``[lo, hi]`` as a float; ``None`` if ``optional``."""
     if value is None and optional:
         return None

@@ -211,9 +211,7 @@ def _total(path: Path) -> int:
     return _tree_bytes(path) if path.is_dir() else path.stat().st_size if path.exists() else 0
 
 
-def verify(
-    path: str | os.PathLike[str], *, trusted_keys: Any = None, progress: Progress | None = None
-) -> BundleReport:
+def verify(path: str | os.PathLike[str], *, trusted_keys: Any = None, progress: Progress | None = None) -> BundleReport:
     """Check the manifest, its witness, its signature and every file's SHA-256; raises
     :class:`BundleInvalid` naming the first mismatch, else returns what the bundle holds.
 
@@ -224,9 +222,7 @@ def verify(
     return _verify(Path(validate.path(path, "path")), progress, trusted_keys)[0]
 
 
-def _verify(
-    source: Path, progress: Progress | None, trusted_keys: Any = None
-) -> tuple[BundleReport, list[FileEntry]]:
+def _verify(source: Path, progress: Progress | None, trusted_keys: Any = None) -> tuple[BundleReport, list[FileEntry]]:
     trusted = _trusted(trusted_keys)
     started = time.perf_counter()
     manifest, entries = read_bundle(source, progress=_bytes_progress(progress, _total(source)))

@@ -32,8 +32,12 @@ def register(sub: Subcommands) -> None:
 
     p = sub.add_parser("verify", help="check a bundle's manifest witness and every file's SHA-256")
     p.add_argument("bundle", help="bundle directory or tar file")
-    p.add_argument("--trust", action="append", metavar="PUBKEY",
-                   help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)")
+    p.add_argument(
+        "--trust",
+        action="append",
+        metavar="PUBKEY",
+        help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)",
+    )
     _common(p, key=False)
     p.set_defaults(handler=cmd_verify)
 
@@ -41,8 +45,12 @@ def register(sub: Subcommands) -> None:
     p.add_argument("bundle", help="bundle directory or tar file")
     p.add_argument("dest", help="vault directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing vault at DEST")
-    p.add_argument("--trust", action="append", metavar="PUBKEY",
-                   help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)")
+    p.add_argument(
+        "--trust",
+        action="append",
+        metavar="PUBKEY",
+        help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)",
+    )
     _common(p, key=False)
     p.set_defaults(handler=cmd_import)
 
@@ -50,8 +58,12 @@ def register(sub: Subcommands) -> None:
     p.add_argument("path", help="replica vault directory (made by import)")
     p.add_argument("bundle", help="bundle directory or tar file")
     p.add_argument("--dry-run", action="store_true", help="only report up_to_date / invalidated / missing")
-    p.add_argument("--trust", action="append", metavar="PUBKEY",
-                   help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)")
+    p.add_argument(
+        "--trust",
+        action="append",
+        metavar="PUBKEY",
+        help="accept only bundles signed by this Ed25519 public key (hex or .pub file; repeatable)",
+    )
     _common(p, key=False)
     p.set_defaults(handler=cmd_refresh)
 
@@ -67,8 +79,11 @@ def register(sub: Subcommands) -> None:
 
     p = sub.add_parser("keygen", help="write a new random encryption key file (mode 0600)")
     p.add_argument("file", help="key file to create (never overwritten)")
-    p.add_argument("--sign", action="store_true",
-                   help="write an Ed25519 bundle-signing key instead (its public key goes to FILE.pub)")
+    p.add_argument(
+        "--sign",
+        action="store_true",
+        help="write an Ed25519 bundle-signing key instead (its public key goes to FILE.pub)",
+    )
     p.set_defaults(handler=cmd_keygen)
 
 
@@ -135,8 +150,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         lambda d: console().print(
             f"[green]OK[/green] {d['path']}: {d['files']} files, {_mb(d['bytes'])}, generation {d['generation']} "
             f"of lineage {d['lineage_id']}\nwitness {d['witness']}\n"
-            + (f"signed by {d['signed_by']} ({'trusted' if d['trusted'] else 'not checked against trusted keys'})"
-               if d["signed_by"] else "unsigned")
+            + (
+                f"signed by {d['signed_by']} ({'trusted' if d['trusted'] else 'not checked against trusted keys'})"
+                if d["signed_by"]
+                else "unsigned"
+            )
         ),
     )
     return 0

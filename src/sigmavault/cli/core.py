@@ -30,6 +30,7 @@ def escape(text: str) -> str:
 
     return rich_escape(text)
 
+
 __all__ = ["read_documents", "register"]
 
 _TEXT_SUFFIXES = {".txt", ".md", ".rst", ".text"}
@@ -183,10 +184,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with _open(args, create=True) as vault, progress_bar("ingesting", len(docs), enabled=not args.json) as update:
         col = _note_model(args, vault.collection(args.collection), embeds=bool(docs))
         counts = col.ingest(docs, batch_size=max(1, args.batch), progress=update)
-    emit(args, {**counts, "collection": args.collection},
-         lambda d: console().print(
-             f"added {d['added']}, replaced {d['replaced']}, unchanged {d['unchanged']} in {d['collection']!r}"
-         ))
+    emit(
+        args,
+        {**counts, "collection": args.collection},
+        lambda d: console().print(
+            f"added {d['added']}, replaced {d['replaced']}, unchanged {d['unchanged']} in {d['collection']!r}"
+        ),
+    )
     return 0
 
 
@@ -212,6 +216,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     with _open(args, read=True) as vault:
         unit = vault.get(args.id)
+
     def render(u: sv.Unit) -> None:
         out = console()
         for name in ("id", "collection", "kind", "state", "conversation_id", "parent_id", "kv_ref"):
@@ -249,8 +254,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
             removed = col.delete(where=where)
         else:
             removed = col.delete(args.ids, missing="ignore" if args.ignore_missing else "raise")
-    emit(args, {"deleted": removed, "collection": args.collection},
-         lambda d: console().print(f"deleted {d['deleted']} units from {d['collection']!r}"))
+    emit(
+        args,
+        {"deleted": removed, "collection": args.collection},
+        lambda d: console().print(f"deleted {d['deleted']} units from {d['collection']!r}"),
+    )
     return 0
 
 
@@ -259,16 +267,22 @@ def cmd_drop(args: argparse.Namespace) -> int:
         raise InvalidInput(f"dropping {args.collection!r} deletes all its units; add --yes to confirm")
     with _open(args) as vault:
         removed = vault.drop_collection(args.collection)
-    emit(args, {"dropped": args.collection, "units": removed},
-         lambda d: console().print(f"dropped {d['dropped']!r} ({d['units']} units)"))
+    emit(
+        args,
+        {"dropped": args.collection, "units": removed},
+        lambda d: console().print(f"dropped {d['dropped']!r} ({d['units']} units)"),
+    )
     return 0
 
 
 def cmd_link(args: argparse.Namespace) -> int:
     with _open(args) as vault:
         vault.link(args.source, args.target, kind=args.kind, weight=args.weight)
-    emit(args, {"source": args.source, "target": args.target, "kind": args.kind, "weight": args.weight},
-         lambda d: console().print(escape(f"{d['source']} -[{d['kind']} {d['weight']}]-> {d['target']}")))
+    emit(
+        args,
+        {"source": args.source, "target": args.target, "kind": args.kind, "weight": args.weight},
+        lambda d: console().print(escape(f"{d['source']} -[{d['kind']} {d['weight']}]-> {d['target']}")),
+    )
     return 0
 
 

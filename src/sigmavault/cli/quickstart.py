@@ -64,8 +64,13 @@ def run(path: str, *, show_progress: bool = True) -> dict[str, Any]:
         else:
             out["build_seconds"] = 0.0
         out["searches"] = [
-            {**s, "hits": [{"id": h.id, "score": round(h.score, 4), "text": h.text} for h in
-                           col.search(s["query"], k=3, mode=s["mode"], where=s.get("where"))]}
+            {
+                **s,
+                "hits": [
+                    {"id": h.id, "score": round(h.score, 4), "text": h.text}
+                    for h in col.search(s["query"], k=3, mode=s["mode"], where=s.get("where"))
+                ],
+            }
             for s in SEARCHES
         ]
         out["near_duplicates_of_astro-001"] = [

@@ -68,7 +68,10 @@ class MiniLM:
     def embed(self, texts: Sequence[str]) -> Vector:
         model = self._load()
         out = model.encode(
-            list(texts), batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
             show_progress_bar=False,
         )
         return check_matrix(np.asarray(out), rows=len(texts), dim=self.dim, what=DEFAULT_NAME)

@@ -42,9 +42,11 @@ def top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
 def _score(block: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], metric: str) -> npt.NDArray[np.float32]:
     scores = queries @ block.T
     if metric == "l2":
-        scores = 2.0 * scores - np.einsum("ij,ij->i", block, block)[None, :] - np.einsum(
-            "ij,ij->i", queries, queries
-        )[:, None]
+        scores = (
+            2.0 * scores
+            - np.einsum("ij,ij->i", block, block)[None, :]
+            - np.einsum("ij,ij->i", queries, queries)[:, None]
+        )
     return scores.astype(np.float32, copy=False)
 
 

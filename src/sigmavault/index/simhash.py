@@ -28,9 +28,7 @@ def signatures(vectors: npt.NDArray[np.float32], planes: npt.NDArray[np.float32]
     return np.ascontiguousarray(packed).view("<u8").reshape(-1).astype(np.uint64)
 
 
-def hamming_similarity(
-    signatures_: npt.NDArray[np.uint64], probe: int, bits: int = BITS
-) -> npt.NDArray[np.float64]:
+def hamming_similarity(signatures_: npt.NDArray[np.uint64], probe: int, bits: int = BITS) -> npt.NDArray[np.float64]:
     """``1 - hamming(sig, probe) / bits`` for every signature, without a Python loop."""
     diff = np.bitwise_xor(signatures_, np.uint64(probe))
     return 1.0 - _popcount(diff).astype(np.float64) / bits

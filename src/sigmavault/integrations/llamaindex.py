@@ -48,8 +48,13 @@ from sigmavault.vault import open as open_vault
 __all__ = ["SigmaVaultVectorStore", "to_where"]
 
 _OPS = {
-    FilterOperator.NE: "$ne", FilterOperator.GT: "$gt", FilterOperator.GTE: "$gte",
-    FilterOperator.LT: "$lt", FilterOperator.LTE: "$lte", FilterOperator.IN: "$in", FilterOperator.NIN: "$nin",
+    FilterOperator.NE: "$ne",
+    FilterOperator.GT: "$gt",
+    FilterOperator.GTE: "$gte",
+    FilterOperator.LT: "$lt",
+    FilterOperator.LTE: "$lte",
+    FilterOperator.IN: "$in",
+    FilterOperator.NIN: "$nin",
 }
 
 
@@ -159,8 +164,11 @@ class SigmaVaultVectorStore(BasePydanticVectorStore):
         if vector is None and not hybrid:
             raise InvalidFilter("query needs query_embedding (or mode=hybrid with query_str)")
         hits = self._collection.search(
-            vector=vector, text=query.query_str if hybrid else None, mode="hybrid" if hybrid else "vector",
-            k=k, where=where,
+            vector=vector,
+            text=query.query_str if hybrid else None,
+            mode="hybrid" if hybrid else "vector",
+            k=k,
+            where=where,
         )
         return VectorStoreQueryResult(
             nodes=[_node(h) for h in hits], similarities=[float(h.score) for h in hits], ids=[h.id for h in hits]

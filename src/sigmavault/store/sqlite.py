@@ -80,9 +80,7 @@ class Database:
             if readonly:
                 conn.execute("PRAGMA query_only = 1")
             else:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS sv_schema (part TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-                )
+                conn.execute("CREATE TABLE IF NOT EXISTS sv_schema (part TEXT PRIMARY KEY, version INTEGER NOT NULL)")
         except sqlite3.OperationalError as exc:
             if _is_busy(exc):
                 raise VaultLocked(f"{path}: another process holds the vault busy; try again") from exc
@@ -99,6 +97,7 @@ class Database:
         directory a frozen vault opens as before (query_only): a ``mode=ro`` connection there would
         leave ``-wal``/``-shm`` files behind that it may not remove on close.
         """
+
         def connect(target: str, uri: bool = False) -> sqlite3.Connection:
             return sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
 

@@ -6,5 +6,13 @@ from sigmavault.units.records import NewUnits, UnitStore, new_ids
 from sigmavault.units.schema import MIGRATIONS, PART
 
 __all__ = [
-    "MIGRATIONS", "PART", "Catalog", "CollectionInfo", "NewUnits", "RowState", "UnitStore", "compile_where", "new_ids"
+    "MIGRATIONS",
+    "PART",
+    "Catalog",
+    "CollectionInfo",
+    "NewUnits",
+    "RowState",
+    "UnitStore",
+    "compile_where",
+    "new_ids",
 ]

@@ -126,8 +126,15 @@ def state_mask(codes: npt.NDArray[np.int8], states: tuple[State, ...]) -> npt.ND
 
 def _info(row: Any) -> CollectionInfo:
     return CollectionInfo(
-        id=row[0], name=row[1], dim=row[2], metric=row[3], embedder=row[4], hash_seed=row[5],
-        watermark=row[6], config=json.loads(row[7]), created_at=row[8],
+        id=row[0],
+        name=row[1],
+        dim=row[2],
+        metric=row[3],
+        embedder=row[4],
+        hash_seed=row[5],
+        watermark=row[6],
+        config=json.loads(row[7]),
+        created_at=row[8],
     )
 
 
@@ -171,10 +178,12 @@ class Catalog:
             found = self.find(name)
             if found is not None:
                 return found
-            cid = int(conn.execute(
-                "SELECT MAX(COALESCE((SELECT MAX(id) FROM collections), 0), "
-                "COALESCE((SELECT MAX(id) FROM collections_retired), 0)) + 1"
-            ).fetchone()[0])
+            cid = int(
+                conn.execute(
+                    "SELECT MAX(COALESCE((SELECT MAX(id) FROM collections), 0), "
+                    "COALESCE((SELECT MAX(id) FROM collections_retired), 0)) + 1"
+                ).fetchone()[0]
+            )
             conn.execute(
                 "INSERT INTO collections (id, name, dim, metric, embedder, hash_seed, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -28,8 +28,11 @@ def prepare(collection: str, i: int, doc: Mapping[str, Any]) -> tuple[str, dict[
     if not isinstance(meta, Mapping):
         raise InvalidInput(f"document {i}: metadata must be a mapping")
     row = {
-        "text": doc["text"], "metadata": dict(meta), "kind": doc.get("kind") or "unit",
-        "conversation_id": doc.get("conversation_id"), "parent_id": doc.get("parent_id"),
+        "text": doc["text"],
+        "metadata": dict(meta),
+        "kind": doc.get("kind") or "unit",
+        "conversation_id": doc.get("conversation_id"),
+        "parent_id": doc.get("parent_id"),
     }
     if doc.get("id") is not None:
         return str(doc["id"]), row
@@ -42,6 +45,9 @@ def same(unit: Unit, row: Mapping[str, Any]) -> bool:
     """Whether a stored unit already holds an ingest row (metadata compared as stored, through JSON)."""
     stored_meta: dict[str, Any] = json.loads(dumps(row["metadata"]))
     return bool(
-        unit.text == row["text"] and unit.kind == row["kind"] and unit.conversation_id == row["conversation_id"]
-        and unit.parent_id == row["parent_id"] and unit.metadata == stored_meta
+        unit.text == row["text"]
+        and unit.kind == row["kind"]
+        and unit.conversation_id == row["conversation_id"]
+        and unit.parent_id == row["parent_id"]
+        and unit.metadata == stored_meta
     )

@@ -185,8 +185,15 @@ class UnitStore:
         return list(batch.ids)
 
     def _insert(
-        self, conn: sqlite3.Connection, cid: int, batch: NewUnits, start: int, now: float,
-        planes: npt.NDArray[np.float32], texts: list[Any], metas: list[Any],
+        self,
+        conn: sqlite3.Connection,
+        cid: int,
+        batch: NewUnits,
+        start: int,
+        now: float,
+        planes: npt.NDArray[np.float32],
+        texts: list[Any],
+        metas: list[Any],
     ) -> npt.NDArray[np.uint64]:
         """Insert the rows of a validated batch (and their text index); returns their signatures."""
         n = len(batch.ids)
@@ -199,14 +206,30 @@ class UnitStore:
         recs = [
             integrity.unit_crc(u, cid, t, m, k, "active", stored_now, c, p, r)
             for u, t, m, k, c, p, r in zip(
-                batch.ids, texts, metas, batch.kinds, batch.conversation_ids, batch.parent_ids, batch.kv_refs,
+                batch.ids,
+                texts,
+                metas,
+                batch.kinds,
+                batch.conversation_ids,
+                batch.parent_ids,
+                batch.kv_refs,
                 strict=True,
             )
         ]
         rid0 = int(conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM units").fetchone()[0])
         rows = zip(
-            range(rid0, rid0 + n), batch.ids, range(start, start + n), texts, metas, batch.kinds,
-            batch.conversation_ids, batch.parent_ids, sigs.view(np.int64).tolist(), batch.kv_refs, crcs, recs,
+            range(rid0, rid0 + n),
+            batch.ids,
+            range(start, start + n),
+            texts,
+            metas,
+            batch.kinds,
+            batch.conversation_ids,
+            batch.parent_ids,
+            sigs.view(np.int64).tolist(),
+            batch.kv_refs,
+            crcs,
+            recs,
             strict=True,
         )
         try:
@@ -550,10 +573,20 @@ class UnitStore:
         if text is not None and type(text) is not str:
             text = self._open(r[0], "text", text)
         return Unit(
-            id=r[0], collection=r[1], text=text, metadata=self._meta(r[0], r[3]),
-            kind=r[4], state=_STATES[r[5]],
-            created_at=r[6], accessed_at=seen, access_count=count, conversation_id=r[9], parent_id=r[10],
-            semantic_hash=r[11] & _U64, kv_ref=r[12], vector=vec,
+            id=r[0],
+            collection=r[1],
+            text=text,
+            metadata=self._meta(r[0], r[3]),
+            kind=r[4],
+            state=_STATES[r[5]],
+            created_at=r[6],
+            accessed_at=seen,
+            access_count=count,
+            conversation_id=r[9],
+            parent_id=r[10],
+            semantic_hash=r[11] & _U64,
+            kv_ref=r[12],
+            vector=vec,
         )
 
     def _vector(self, uid: str, cid: int, row: int, watermark: int, crc: int | None) -> Vector:

@@ -49,7 +49,8 @@ MIGRATIONS: list[Migration] = [
         """CREATE VIRTUAL TABLE units_fts USING fts5(
             text, content='units_text', content_rowid='rid', tokenize='porter unicode61'
         )""",
-    ],    [
+    ],
+    [
         # Ids of dropped collections: never handed out again, so a vector file or index a crash left
         # behind, or another process's open map of it, can never be read as a new collection's.
         "CREATE TABLE collections_retired (id INTEGER PRIMARY KEY, name TEXT NOT NULL, dropped_at REAL NOT NULL)",
