@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from sigmavault.store import Migration
 
-__all__ = ["CLOCK", "MIGRATIONS", "PART", "TABLE"]
+__all__ = ["CLOCK", "COLUMNS", "MIGRATIONS", "PART", "TABLE"]
 
 PART = "policies"
 TABLE = "policies"
 CLOCK = "policies_clock"
+COLUMNS = (
+    "pid, kind, params, dim, embedding, confidence, source, fisher, state, provenance, replaced_by, "
+    "created_at, last_accessed"
+)
 
 MIGRATIONS: list[Migration] = [
     [

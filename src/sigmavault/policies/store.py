@@ -27,6 +27,7 @@ from sigmavault import validate
 from sigmavault.errors import DimensionMismatch, InvalidInput, NotFound, ReadOnly
 from sigmavault.index import normalize, top_k
 from sigmavault.policies.access import AccessLog
+from sigmavault.policies.check import check_rows
 from sigmavault.policies.cluster import greedy_dedupe, kmeans
 from sigmavault.policies.merge import Member, merge_group, provenance_of
 from sigmavault.policies.model import (
@@ -44,7 +45,7 @@ from sigmavault.policies.model import (
     fisher_vector,
     new_policy_id,
 )
-from sigmavault.policies.schema import CLOCK, MIGRATIONS, PART, TABLE
+from sigmavault.policies.schema import CLOCK, COLUMNS, MIGRATIONS, PART, TABLE
 from sigmavault.store import Database
 from sigmavault.store.freshness import VersionedCache
 from sigmavault.store.sealed import open_text, seal_text
@@ -52,10 +53,7 @@ from sigmavault.types import CheckReport, Vector
 
 __all__ = ["Policies"]
 
-_COLS = (
-    "pid, kind, params, dim, embedding, confidence, source, fisher, state, provenance, replaced_by, "
-    "created_at, last_accessed"
-)
+_COLS = COLUMNS
 _CHUNK = 900
 BankKey = tuple[str, int]
 
@@ -520,54 +518,8 @@ class Policies:
 
     def check(self, report: CheckReport) -> None:
         """Every entry decodes and its vectors match their recorded shape; archived entries name a replacement."""
-        if not self._ready:
-            return
-        clocks = int(self._db.one(f"SELECT COUNT(*) FROM {CLOCK}")[0])
-        if clocks != 1:
-            report.problems.append(f"policies: the cache clock table holds {clocks} rows, expected 1")
-        bad: builtins.list[str] = []
-        sealed = 0
-        for raw in self._db.all(f"SELECT {_COLS} FROM policies"):
-            locked = isinstance(raw[2], bytes) and self._db.cipher is None
-            sealed += locked
-            problem = _row_problem(self._db, raw, verify_params=not locked)
-            if problem:
-                bad.append(f"policies: {raw[0]}: {problem}")
-        report.problems += bad[:20]
-        if len(bad) > 20:
-            report.problems.append(f"policies: {len(bad) - 20} more damaged entries")
-        if sealed:
-            report.notes.append(f"policies: {sealed} sealed params not verified (no key given)")
-        dangling = int(
-            self._db.one(
-                "SELECT COUNT(*) FROM policies WHERE state = 'archived' AND replaced_by IS NOT NULL "
-                "AND replaced_by NOT IN (SELECT pid FROM policies)"
-            )[0]
-        )
-        if dangling:
-            report.notes.append(f"policies: {dangling} archived entries name a replacement that was deleted since")
-
-
-def _row_problem(db: Database, raw: Sequence[Any], *, verify_params: bool) -> str | None:
-    try:
-        if verify_params:
-            json.loads(open_text(db, f"policies/{raw[0]}/params", raw[2]))
-        prov = json.loads(raw[9])
-    except Exception as exc:  # NOTE: check reports any damage instead of raising
-        return f"a JSON field does not decode ({type(exc).__name__}: {exc})"
-    if not isinstance(prov, list) or not all(isinstance(p, str) for p in prov):
-        return "provenance is not a list of ids"
-    if raw[6] not in SOURCES:
-        return f"unknown source {raw[6]!r}"
-    emb, dim = raw[4], raw[3]
-    if (emb is None) != (dim is None) or (emb is not None and len(emb) != 4 * int(dim)):
-        return "embedding length does not match its recorded dimension"
-    for name, blob in (("embedding", emb), ("fisher", raw[7])):
-        if blob is not None and (len(blob) % 4 or not np.isfinite(np.frombuffer(blob, dtype=np.float32)).all()):
-            return f"{name} is not a finite float32 vector"
-    if raw[8] == "archived" and raw[10] is None:
-        return "archived without replaced_by"
-    return None
+        if self._ready:
+            check_rows(self._db, report)
 
 
 def _merged(keep: Member, absorbed: Sequence[Member]) -> tuple[str, ...]:
