@@ -65,7 +65,7 @@ def new_request_id() -> str:
     request-id index grows at its end instead of splitting pages at random."""
     # NOTE: random.getrandbits, not os.urandom: no system call per record (the random module is
     # seeded from the OS per process and reseeded after fork, which is all uniqueness needs).
-    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+    return "%032x" % (time.time_ns() // 1_000_000 << 80 | random.getrandbits(80))
 
 
 def now_ms() -> int:
@@ -249,12 +249,15 @@ def _count(value: Any, what: str) -> int:
 def _context(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
-    if isinstance(value, str | bytes):
-        raise InvalidInput("context_ids must be a list of unit ids, not a single string")
-    try:
+    if type(value) is list or type(value) is tuple:
         ids = tuple(value)
-    except TypeError:
-        raise InvalidInput(f"context_ids must be a list of unit ids, got {type(value).__name__}") from None
+    elif isinstance(value, str | bytes):
+        raise InvalidInput("context_ids must be a list of unit ids, not a single string")
+    else:
+        try:
+            ids = tuple(value)
+        except TypeError:
+            raise InvalidInput(f"context_ids must be a list of unit ids, got {type(value).__name__}") from None
     for uid in ids:
         if type(uid) is not str:
             raise InvalidInput(f"context_ids must hold strings, got {type(uid).__name__}")
@@ -282,7 +285,7 @@ def _vector(value: Any, what: str) -> Vector:
 
 
 def _routing(value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidInput(f"routing must be a mapping (model, context_bucket, temperature, ...), got {type(value)}")
     out = dict(value)  # NOTE: a copy: the caller may change its mapping once record() returned
     for key, v in out.items():
