@@ -141,12 +141,12 @@ def test_values_outside_plain_json_are_stored_and_read_back(vault: sv.Vault) -> 
     rid = w.record({
         "request_id": "odd", "quality": np.float32(0.25), "total_ms": 3, "prompt_tokens": np.int64(12),
         "timestamp": 1_700_000_000_000.0, "context_ids": ("u\ud800", "u2"), "routing": routing,
-        "error_message": "bad \ud800 byte",
+        "error_message": "bad \ud800 byte\0",
     })  # fmt: skip
     e = w.get(str(rid))
     assert (e.quality, e.total_ms, e.prompt_tokens, e.timestamp) == (0.25, 3.0, 12, 1_700_000_000_000)
     assert type(e.total_ms) is float and type(e.prompt_tokens) is int
-    assert e.context_ids == ("u\ud800", "u2") and e.error_message == "bad \ud800 byte"
+    assert e.context_ids == ("u\ud800", "u2") and e.error_message == "bad \ud800 byte\0"
     assert e.routing == {"big": 1 << 70, "k\udfff": "v\ud800", "f": 0.5, "n": 3, "b": True}
     assert vault.check().ok
 

@@ -171,7 +171,7 @@ def normalize(entry: WitnessEntry | Mapping[str, Any]) -> Pending:
         None if rv is None else _vector(rv, "response_embedding"),
         None if routing is None else _routing(routing),
         None if etype is None else etype if _plain_id(etype) else _ident(etype, "error_type"),
-        None if emsg is None else emsg if type(emsg) is str and "\0" not in emsg else _text(emsg, "error_message"),
+        None if emsg is None else emsg if type(emsg) is str else _text(emsg, "error_message"),
     )  # fmt: skip
 
 
@@ -218,9 +218,11 @@ def _ident(value: Any, what: str) -> str:
 
 
 def _text(value: Any, what: str) -> str:
-    text = str(validate.text(value, what))
-    _storable(text, what)
-    return text
+    # NOTE: not validate.text: an error message goes into the JSON payload, where NUL and lone
+    # surrogates are stored fine, and the runtime records str(exc), whatever the exception holds.
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, got {validate.show(value)}")
+    return str(value)
 
 
 def _storable(text: str, what: str) -> None:
