@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/runtime_memory.py            # full: aggregates over 1M entries
     .venv/bin/python benchmarks/runtime_memory.py --quick    # 100k entries, fewer samples
+    .venv/bin/python benchmarks/runtime_memory.py --quick --witness-writes --burners 2   # writes, idle and busy
 
 Prints one JSON object. Peers, measured in the same run on the same machine:
 - sessions: one JSON file per session (read + parse), the usual home-made session store;
@@ -14,16 +15,18 @@ Prints one JSON object. Peers, measured in the same run on the same machine:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import platform
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +129,7 @@ def bench_record(root: Path, name: str, entries: list[dict[str, Any]], **config:
     w.configure(**config)
     pc = time.perf_counter_ns
     lat = np.empty(len(entries), dtype=np.int64)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for i, e in enumerate(entries):
         t = pc()
@@ -134,12 +138,16 @@ def bench_record(root: Path, name: str, entries: list[dict[str, Any]], **config:
     t_loop = time.perf_counter() - t0
     w.flush()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     status = w.status()
     assert status["entries"] == len(entries) and status["dropped"] == 0, status
     vault.close()
+    # NOTE: cpu_us_per_record (caller + writer thread, process CPU time) depends far less on what else
+    # the machine runs than the rates do; 1e6 / it is the rate one idle core would give.
     return {
         "entries": len(entries), "record": pct(lat), "caller_loop_s": round(t_loop, 3),
-        "persisted_per_s": round(len(entries) / elapsed), "db_bytes": _size(root / name),
+        "persisted_per_s": round(len(entries) / elapsed), "cpu_us_per_record": round(cpu / len(entries) * 1e6, 2),
+        "db_bytes": _size(root / name), "loadavg_1m": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 
 
@@ -161,7 +169,7 @@ def bench_record_paced(root: Path, entries: list[dict[str, Any]], rate: int) -> 
         lat[i] = pc() - t
     w.flush()
     vault.close()
-    return {"rate_per_s": rate, "entries": len(entries), "record": pct(lat)}
+    return {"rate_per_s": rate, "entries": len(entries), "record": pct(lat), "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
 def _row(e: dict[str, Any]) -> tuple[Any, ...]:
@@ -182,6 +190,7 @@ def peer_sqlite_per_record(root: Path, entries: list[dict[str, Any]]) -> dict[st
                 "qv BLOB, rv BLOB)")  # fmt: skip
     pc = time.perf_counter_ns
     lat = np.empty(len(entries), dtype=np.int64)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for i, e in enumerate(entries):
         t = pc()
@@ -190,8 +199,12 @@ def peer_sqlite_per_record(root: Path, entries: list[dict[str, Any]]) -> dict[st
         con.execute("COMMIT")
         lat[i] = pc() - t
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     con.close()
-    return {"entries": len(entries), "record": pct(lat), "persisted_per_s": round(len(entries) / elapsed)}
+    return {
+        "entries": len(entries), "record": pct(lat), "persisted_per_s": round(len(entries) / elapsed),
+        "cpu_us_per_record": round(cpu / len(entries) * 1e6, 2),
+    }  # fmt: skip
 
 
 def peer_jsonl_fsync(root: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -301,6 +314,45 @@ def bench_similarity(root: Path, name: str, dim: int) -> dict[str, Any]:
             "similar_errors_k10_ms": {"first": first_err, "best": best_err}}  # fmt: skip
 
 
+def bench_witness_writes(root: Path, n: int, rng: np.random.Generator, *, quick: bool) -> dict[str, Any]:
+    """record() in a tight loop (with and without embeddings), paced, and the two peers, in one go."""
+    root.mkdir(parents=True)
+    now = int(time.time() * 1000)
+    plain = make_entries(n, rng, dim=0, start_ms=now - DAY_MS, span_ms=DAY_MS)
+    embedded = make_entries(n // 2, rng, dim=384, start_ms=now - DAY_MS, span_ms=DAY_MS)
+    witness: dict[str, Any] = {
+        "record_no_embeddings": bench_record(root, "w-plain", plain),
+        "record_2x384d_embeddings": bench_record(root, "w-embedded", embedded),
+        "record_paced_5k_per_s": bench_record_paced(root, plain[: 10_000 if quick else 25_000], 5_000),
+    }
+    n_peer = 2_000 if quick else 5_000
+    (root / "peers").mkdir()
+    witness["peer_sqlite_commit_per_record"] = peer_sqlite_per_record(root / "peers", plain[:n_peer])
+    witness["peer_jsonl_fsync_per_record"] = peer_jsonl_fsync(root / "peers", plain[:n_peer])
+    ours = witness["record_no_embeddings"]
+    for peer in ("peer_sqlite_commit_per_record", "peer_jsonl_fsync_per_record"):
+        theirs = witness[peer]
+        witness[f"ratio_vs_{peer[5:]}"] = {
+            "record_p50": round(theirs["record"]["p50_us"] / ours["record"]["p50_us"], 1),
+            "record_p99": round(theirs["record"]["p99_us"] / ours["record"]["p99_us"], 1),
+            "persisted_per_s": round(ours["persisted_per_s"] / theirs["persisted_per_s"], 1),
+        }
+    return witness
+
+
+@contextlib.contextmanager
+def burners(n: int) -> Iterator[None]:
+    """``n`` processes spinning on a CPU each: a busy machine, made on purpose."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(1.0)  # let the scheduler see them
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -309,6 +361,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100k entries for aggregates, fewer samples")
     parser.add_argument("--dir", help="working directory (default: a temp dir, removed afterwards)")
+    parser.add_argument("--witness-writes", action="store_true", help="only the witness write figures and peers")
+    parser.add_argument(
+        "--burners", type=int, default=0, help="also measure witness writes with N busy-loop processes running"
+    )
     args = parser.parse_args()
     quick = args.quick
     rng = np.random.default_rng(2024)
@@ -316,35 +372,26 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     n_write = 20_000 if quick else 100_000
     n_agg = 100_000 if quick else 1_000_000
-    now = int(time.time() * 1000)
     result: dict[str, Any] = {
         "benchmark": "runtime_memory", "quick": quick, "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version, "cpus": os.cpu_count(), "machine": platform.machine(),
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
     }  # fmt: skip
     try:
-        result["session_recovery"] = bench_sessions(root, 2_000 if quick else 10_000, 20_000 if quick else 100_000, rng)
-        plain = make_entries(n_write, rng, dim=0, start_ms=now - DAY_MS, span_ms=DAY_MS)
-        embedded = make_entries(n_write // 2, rng, dim=384, start_ms=now - DAY_MS, span_ms=DAY_MS)
-        witness: dict[str, Any] = {
-            "record_no_embeddings": bench_record(root, "w-plain", plain),
-            "record_2x384d_embeddings": bench_record(root, "w-embedded", embedded),
-            "record_paced_5k_per_s": bench_record_paced(root, plain[: 10_000 if quick else 25_000], 5_000),
-        }
-        n_peer = 2_000 if quick else 5_000
-        (root / "peers").mkdir()
-        witness["peer_sqlite_commit_per_record"] = peer_sqlite_per_record(root / "peers", plain[:n_peer])
-        witness["peer_jsonl_fsync_per_record"] = peer_jsonl_fsync(root / "peers", plain[:n_peer])
-        ours = witness["record_no_embeddings"]
-        for peer in ("peer_sqlite_commit_per_record", "peer_jsonl_fsync_per_record"):
-            theirs = witness[peer]
-            witness[f"ratio_vs_{peer[5:]}"] = {
-                "record_p50": round(theirs["record"]["p50_us"] / ours["record"]["p50_us"], 1),
-                "record_p99": round(theirs["record"]["p99_us"] / ours["record"]["p99_us"], 1),
-                "persisted_per_s": round(ours["persisted_per_s"] / theirs["persisted_per_s"], 1),
-            }
-        witness["similarity"] = bench_similarity(root, "w-embedded", 384)
-        witness["aggregates"] = bench_aggregates(root, n_agg, rng)
+        if not args.witness_writes:
+            result["session_recovery"] = bench_sessions(
+                root, 2_000 if quick else 10_000, 20_000 if quick else 100_000, rng
+            )
+        witness = bench_witness_writes(root / "writes", n_write, rng, quick=quick)
+        if args.burners:
+            with burners(args.burners):
+                result["witness_busy"] = {
+                    "burners": args.burners,
+                    **bench_witness_writes(root / "writes-busy", n_write, rng, quick=quick),
+                }
+        if not args.witness_writes:
+            witness["similarity"] = bench_similarity(root / "writes", "w-embedded", 384)
+            witness["aggregates"] = bench_aggregates(root, n_agg, rng)
         result["witness"] = witness
     finally:
         if not args.dir:

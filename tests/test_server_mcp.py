@@ -77,7 +77,7 @@ async def exercise(client: Client, *, texts: bool) -> None:
         "deleted": 1
     }
     assert payload(await client.call_tool("kv_stats", {}))["hits"] == 0
-    assert payload(await client.call_tool("witness_query", {"limit": 5})) == {"entries": []}
+    assert payload(await client.call_tool("witness_query", {"limit": 5})) == {"entries": [], "next_offset": None}
     assert payload(await client.call_tool("witness_stats", {})) == {"stats": []}
 
     missing = await client.call_tool("memory_get", {"unit_id": "c"})
@@ -99,6 +99,15 @@ def test_mcp_in_process(tmp_path: Path) -> None:
             async with Client(server) as client:
                 await exercise(client, texts=True)
                 assert payload(await client.call_tool("session_get", {"session_id": "s1"}))["user_id"] == "ann"
+                # witness_query pages like GET /v1/witness: next_offset until the last page
+                for i in range(3):
+                    vault.witness.record({"request_id": f"w{i}"})
+                first = payload(await client.call_tool("witness_query", {"limit": 2, "order": "oldest"}))
+                assert [e["request_id"] for e in first["entries"]] == ["w0", "w1"] and first["next_offset"] == 2
+                last = payload(await client.call_tool("witness_query", {"limit": 2, "offset": 2, "order": "oldest"}))
+                assert [e["request_id"] for e in last["entries"]] == ["w2"] and last["next_offset"] is None
+                bad = await client.call_tool("witness_query", {"limit": 0})
+                assert bad.is_error and payload(bad)["error"]["code"] == "invalid_input"
 
         anyio.run(go)
 

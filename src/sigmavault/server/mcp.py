@@ -19,6 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 import sigmavault as sv
+from sigmavault import validate
 from sigmavault.collection import DEFAULT
 from sigmavault.errors import InvalidInput, VaultError
 from sigmavault.server.state import collection
@@ -182,17 +183,20 @@ def build_mcp(resolve: VaultResolver, *, embedder: Any = DEFAULT) -> MCPServer:
         offset: int = 0,
         order: Literal["newest", "oldest"] = "newest",
     ) -> dict[str, Any]:
-        """Witness (audit) entries matching the filters, a page at a time."""
+        """Witness (audit) entries matching the filters, a page at a time; ``next_offset`` is null on the last page."""
+        # NOTE: pages like GET /v1/witness: one entry more than asked tells whether another page follows.
+        limit = validate.integer(limit, "limit", lo=1, hi=10_000)
         found = resolve(ctx, "read").witness.query(
             session_id=session_id,
             model=model,
             errors_only=errors_only,
-            limit=limit,
+            limit=limit + 1,
             offset=offset,
             order=order,
             embeddings=False,
         )
-        return {"entries": [e.to_dict() for e in found]}
+        more = len(found) > limit
+        return {"entries": [e.to_dict() for e in found[:limit]], "next_offset": offset + limit if more else None}
 
     @tool(READ)
     def witness_stats(

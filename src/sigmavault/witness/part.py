@@ -349,7 +349,15 @@ class Witness:
         if self._ready and path.parent == self._root / archive.ARCHIVE_DIR:
             self._verify_recorded(path)
         for row in archive.read_rows(path):
-            yield decode(row, self._db.cipher, embeddings=embeddings)
+            try:
+                entry = decode(row, self._db.cipher, embeddings=embeddings)
+            except VaultError:
+                raise
+            except Exception as exc:
+                # NOTE: a damaged file is read line by line and its gzip checksum is only checked at
+                # its end, so a damaged row (say a vector of 17 bytes) can reach decode() first.
+                raise Corrupted(f"{path}: an entry cannot be read ({type(exc).__name__}: {exc})") from exc
+            yield entry
 
     def _verify_recorded(self, path: Path) -> None:
         """Refuse an archive of this vault whose bytes differ from the checksum recorded when it was written.

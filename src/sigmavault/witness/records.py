@@ -6,8 +6,9 @@ of its id), then the payload (JSON text, or sealed bytes when the vault has a ke
 embedding blobs. An entry's chain digest covers all of it but ``seq`` (its place in the batch
 stands for that), so a check can recompute it from the tables alone.
 
-NOTE: ``prepare`` runs on the writer thread. Running it inside ``record()`` instead was measured
-(A/B, same run): it doubled the caller's p50 and raised its p99 3-4x, for no gain in throughput.
+NOTE: ``encode`` (JSON, embeddings to bytes, digests) runs on the writer thread. Running it inside
+``record()`` instead was measured (A/B, same run): it doubled the caller's p50 and raised its p99
+3-4x, for no gain in throughput.
 """
 
 from __future__ import annotations
@@ -15,19 +16,21 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from sigmavault.errors import Corrupted, VaultError
 from sigmavault.store import Cipher
 from sigmavault.witness.entry import Pending, WitnessEntry
 
-__all__ = ["SELECT_STORED", "Prepared", "StoredRow", "decode", "digest", "prepare"]
+__all__ = ["SELECT_STORED", "Encoded", "StoredRow", "decode", "digest", "encode"]
 
 StoredRow = tuple[Any, ...]
-# A stored row without seq, plus its digest (see prepare).
-Prepared = tuple[Any, ...]
+# The flat parameters of witness_entries and witness_blobs rows, and the entries' digests (see encode).
+Encoded = tuple[list[Any], list[Any], list[bytes]]
 
 SELECT_STORED = (
     "SELECT e.seq, e.request_id, e.session_id, e.ts_ms, m.name, e.quality, e.embedding_ms, e.retrieval_ms, "
@@ -38,76 +41,110 @@ SELECT_STORED = (
 _NONE = b"\xff" * 8
 # mask of NULL columns, then ts_ms, quality, 5 latencies, 2 token counts, failed
 _NUMBERS = struct.Struct("<Hqddddddqqq")
+_U32 = struct.Struct("<I").pack
+_U64 = struct.Struct("<Q").pack
+_sha256 = hashlib.sha256
 # NOTE: a prebuilt encoder: json.dumps with options builds a new encoder on every call.
-_PAYLOAD = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_FALLBACK = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 _VEC = np.dtype("<f4")
 
 
-def prepare(item: Pending, cipher: Cipher | None) -> Prepared:
-    """A validated entry (see entry.normalize) as a stored row without ``seq``, then its digest."""
-    (rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct,
-     ctx, qv, rv, routing, etype, emsg) = item  # fmt: skip
-    doc: dict[str, Any] = {}
-    if ctx:
-        doc["c"] = list(ctx)
-    if routing is not None:
-        doc["r"] = routing
-    if emsg is not None:
-        doc["m"] = emsg
-    payload: str | bytes | None = None
-    if doc:
-        payload = _PAYLOAD.encode(doc)
-        if cipher is not None:
-            payload = cipher.seal(_aad(rid), payload.encode())
-    row = (
-        rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, etype,
-        int(etype is not None or emsg is not None),
-        payload,
-        None if qv is None else qv.astype(_VEC, copy=False).tobytes(),
-        None if rv is None else rv.astype(_VEC, copy=False).tobytes(),
-    )  # fmt: skip
-    return (*row, _digest(row))
+def encode(items: Sequence[Pending], cipher: Cipher | None, seq: int, model_ids: Mapping[str, int]) -> Encoded:
+    """The rows of validated entries (see entry.normalize) numbered from ``seq``, in one pass.
+
+    Returns the flat parameters of ``witness_entries`` (15 per entry, model by id from
+    ``model_ids``), those of ``witness_blobs`` (4 per entry that has a payload or an embedding)
+    and each entry's chain digest (which leaves ``seq`` out, so the rows can be renumbered).
+    """
+    entries: list[Any] = []
+    blobs: list[Any] = []
+    digests: list[bytes] = []
+    add_entry, add_blob, add_digest = entries.extend, blobs.extend, digests.append
+    for rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, ctx, qv, rv, routing, etype, emsg in items:
+        failed = 0 if etype is None and emsg is None else 1
+        payload: str | bytes | None = None
+        if ctx or routing is not None or emsg is not None:
+            doc: dict[str, Any] = {}
+            if ctx:
+                doc["c"] = ctx
+            if routing is not None:
+                doc["r"] = routing
+            if emsg is not None:
+                doc["m"] = emsg
+            payload = _json(doc)
+            if cipher is not None:
+                payload = cipher.seal(_aad(rid), payload.encode())
+        qb = None if qv is None else qv.astype(_VEC, copy=False).tobytes()
+        rb = None if rv is None else rv.astype(_VEC, copy=False).tobytes()
+        add_entry((seq, rid, sid, ts, None if model is None else model_ids[model], quality,
+                   e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, etype, failed))  # fmt: skip
+        if payload is not None or qb is not None or rb is not None:
+            add_blob((seq, payload, qb, rb))
+        add_digest(_digest(rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, etype, failed,
+                           payload, qb, rb))  # fmt: skip
+        seq += 1
+    return entries, blobs, digests
+
+
+def _json(doc: dict[str, Any]) -> str:
+    """Compact JSON text of a payload document.
+
+    NOTE: orjson is ~8x faster than the json module here; what it refuses (an integer beyond
+    64 bits, a string with a lone surrogate) is written by the json module instead, escaped to
+    ASCII, so the writer never fails on an entry that ``normalize`` admitted.
+    """
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _FALLBACK.encode(doc)
 
 
 def digest(row: StoredRow) -> bytes:
     """The chain digest of a stored row (``seq`` excluded). Raises TypeError on a mistyped column."""
-    return _digest(row[1:])
+    if len(row) != 18:
+        raise TypeError(f"a stored witness row has 18 columns, got {len(row)}")
+    return _digest(*row[1:])
 
 
-def _digest(row: tuple[Any, ...]) -> bytes:
-    """SHA-256 over canonical bytes: a bit mask of the NULL columns; the 9 numeric columns packed
+def _digest(
+    rid: Any, sid: Any, ts: Any, model: Any, quality: Any, e_ms: Any, r_ms: Any, ro_ms: Any, g_ms: Any, t_ms: Any,
+    pt: Any, ct: Any, etype: Any, failed: Any, payload: Any, qb: Any, rb: Any,
+) -> bytes:  # fmt: skip
+    """SHA-256 over canonical bytes: a bit mask of the NULL columns; the 10 numeric columns packed
     little-endian (int64 or float64, exact); the 4 text columns and each blob, length-prefixed
-    (a text payload tagged ``s``)."""
-    (rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, etype, failed) = row[:14]
-    nums = (ts, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, failed)
-    texts = (rid, sid, model, etype)
-    mask = 0
-    bit = 1
-    for v in (*nums, *texts):
-        if v is None:
-            mask |= bit
-        bit <<= 1
+    (a text payload tagged ``s``). One ``join`` and one hash call per entry: this runs per record."""
+    mask = (
+        (ts is None) | (quality is None) << 1 | (e_ms is None) << 2 | (r_ms is None) << 3 | (ro_ms is None) << 4
+        | (g_ms is None) << 5 | (t_ms is None) << 6 | (pt is None) << 7 | (ct is None) << 8 | (failed is None) << 9
+        | (rid is None) << 10 | (sid is None) << 11 | (model is None) << 12 | (etype is None) << 13
+    )  # fmt: skip
     try:
-        packed = _NUMBERS.pack(mask, *(0 if v is None else v for v in nums))
+        packed = _NUMBERS.pack(
+            mask, 0 if ts is None else ts, 0 if quality is None else quality, 0 if e_ms is None else e_ms,
+            0 if r_ms is None else r_ms, 0 if ro_ms is None else ro_ms, 0 if g_ms is None else g_ms,
+            0 if t_ms is None else t_ms, 0 if pt is None else pt, 0 if ct is None else ct,
+            0 if failed is None else failed,
+        )  # fmt: skip
+        t1 = b"" if rid is None else rid.encode()
+        t2 = b"" if sid is None else sid.encode()
+        t3 = b"" if model is None else model.encode()
+        t4 = b"" if etype is None else etype.encode()
     except struct.error as exc:
         raise TypeError(f"a numeric witness column holds a value of another type ({exc})") from None
-    h = hashlib.sha256(packed)
-    for text in texts:
-        if text is not None and not isinstance(text, str):
-            raise TypeError(f"a text witness column holds a {type(text).__name__}")
-        raw = b"" if text is None else text.encode()
-        h.update(len(raw).to_bytes(4, "little"))
-        h.update(raw)
-    for blob in row[14:17]:
-        if blob is None:
-            h.update(_NONE)
-            continue
-        if isinstance(blob, str):
-            blob = blob.encode()
-            h.update(b"s")
-        h.update(len(blob).to_bytes(8, "little"))
-        h.update(blob)
-    return h.digest()
+    except AttributeError:
+        raise TypeError("a text witness column holds a value that is not text") from None
+    if payload is None:
+        p = _NONE
+    elif type(payload) is str:
+        raw = payload.encode()
+        p = b"s" + _U64(len(raw)) + raw
+    else:
+        p = _U64(len(payload)) + payload
+    parts = (
+        packed, _U32(len(t1)), t1, _U32(len(t2)), t2, _U32(len(t3)), t3, _U32(len(t4)), t4, p,
+        _NONE if qb is None else _U64(len(qb)) + qb, _NONE if rb is None else _U64(len(rb)) + rb,
+    )  # fmt: skip
+    return _sha256(b"".join(parts)).digest()
 
 
 def decode(row: StoredRow, cipher: Cipher | None, *, embeddings: bool = True) -> WitnessEntry:

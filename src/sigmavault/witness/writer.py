@@ -22,6 +22,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,17 +31,16 @@ from sigmavault.errors import VaultClosed, VaultError
 from sigmavault.store import Database
 from sigmavault.witness.chain import GENESIS, batch_hash
 from sigmavault.witness.entry import Pending, now_ms
-from sigmavault.witness.records import prepare
+from sigmavault.witness.records import encode
+from sigmavault.witness.schema import BLOB_COLS, ENTRY_COLS
 
 __all__ = ["Overflow", "Writer", "WriterConfig"]
 
 Overflow = Literal["block", "drop"]
 
-_INSERT_BATCH = (
-    "INSERT INTO witness_batches (id, first_seq, n, created_ms, prev_hash, hash, digests) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_COMMIT_ENTRIES = 2000  # under a backlog, several batches (chain links) share one commit
-_ROWS_PER_STATEMENT = 500  # 500 * 15 parameters stays far below SQLite's limit of 32766
+_BATCH_COLS = ("id", "first_seq", "n", "created_ms", "prev_hash", "hash", "digests")
+_COMMIT_ENTRIES = 8000  # under a backlog, several batches (chain links) share one commit
+_ROWS_PER_STATEMENT = 1024  # a power of two; 1024 * 15 parameters stays below SQLite's default limit of 32766
 _GIVE_UP_AFTER = 3  # failed attempts per batch once close() was asked for
 _live: weakref.WeakSet[Writer] = weakref.WeakSet()
 
@@ -77,6 +77,10 @@ class Writer:
         self._blocked = 0
         self._stopping = False
         self._models: dict[str, int] = {}
+        self._head: tuple[int, int, bytes] | None = None  # the chain's head after this writer's last commit
+        # NOTE: a test seam: called on the writer thread after it took entries from the queue
+        # and before it commits them (tests hold the writer there to check what readers see).
+        self.before_commit: Callable[[], None] | None = None
         self.dropped = 0  # dropped by this process since start
         self._unsaved_drops = 0  # dropped but not yet added to witness_state
         self.persisted = 0
@@ -185,121 +189,134 @@ class Writer:
     def _drain_queue(self) -> None:
         q = self._queue
         while q:
-            batches: list[list[Pending]] = []
-            markers: list[threading.Event] = []
+            # NOTE: under a backlog one commit takes up to _COMMIT_ENTRIES entries (several chain
+            # links): the fixed cost of a commit, and the GIL hand-overs it causes, are paid once.
             size = self.config.batch_size
             budget = max(size, _COMMIT_ENTRIES)
-            batch: list[Pending] = []
-            taken = 0
-            while q and taken < budget:
-                item = q.popleft()
-                if isinstance(item, threading.Event):
+            items: list[Pending] = []
+            markers: list[threading.Event] = []
+            take, keep = q.popleft, items.append
+            while q and len(items) < budget:
+                item = take()
+                if type(item) is tuple:
+                    keep(item)
+                else:
                     markers.append(item)
-                    continue
-                batch.append(item)
-                taken += 1
-                if len(batch) == size:
-                    batches.append(batch)
-                    batch = []
-            if batch:
-                batches.append(batch)
-            if batches:
-                self._persist_with_retry(batches)
+            if items:
+                self._persist_with_retry(items, size)
             for marker in markers:
                 marker.set()
             if self._blocked:
                 with self._space:
                     self._space.notify_all()
 
-    def _persist_with_retry(self, batches: list[list[Pending]]) -> None:
+    def _persist_with_retry(self, items: list[Pending], size: int) -> None:
         delay = 0.05
         attempts = 0
         while True:
             try:
-                self._persist(batches)
+                self._persist(items, size)
                 self.error = None
                 return
             except Exception as exc:  # NOTE: never let the thread die; report through flush()/status().
                 attempts += 1
                 self.error = exc
+                self._head = None  # read it again: the failed commit may have left it unknown
                 if self._stopping and attempts >= _GIVE_UP_AFTER:
-                    self.lost += sum(len(b) for b in batches)
+                    self.lost += len(items)
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _persist(self, batches: list[list[Pending]]) -> None:
-        """Write ``batches`` (each one link of the chain) in one transaction."""
-        cipher = self._main.cipher
-        # NOTE: encoding and hashing happen before BEGIN, so the write lock is held only to insert.
-        prepared = [[prepare(item, cipher) for item in pending] for pending in batches]
-        new_models: dict[str, int] = {}
-        entries: list[Any] = []
-        blobs: list[Any] = []
-        links: list[tuple[Any, ...]] = []
-        with self._db.write() as conn:
-            last = conn.execute(
-                "SELECT id, first_seq + n, hash FROM witness_batches ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            batch_id, seq, prev = (last[0] + 1, last[1], bytes(last[2])) if last else (1, 1, GENESIS)
-            for batch in prepared:
-                first = seq
-                for p in batch:
-                    model = p[3]
-                    mid = None
-                    if model is not None:
-                        mid = self._models.get(model) or new_models.get(model) or _model_id(conn, model, new_models)
-                    entries.extend((seq, p[0], p[1], p[2], mid))
-                    entries.extend(p[4:14])
-                    if p[14] is not None or p[15] is not None or p[16] is not None:
-                        blobs.extend((seq, p[14], p[15], p[16]))
-                    seq += 1
-                digests = b"".join([p[17] for p in batch])
-                chained = batch_hash(prev, batch_id, first, len(batch), digests)
-                links.append((batch_id, first, len(batch), now_ms(), prev, chained, digests))
+    def _persist(self, items: list[Pending], size: int) -> None:
+        """Write ``items`` in one transaction, ``size`` entries per link of the chain.
+
+        NOTE: rows, payloads and digests are built before BEGIN from the chain's head as this
+        writer last saw it, so the write lock is held only to insert; if another process moved
+        the head meanwhile, they are built again from the new head (digests leave ``seq`` out).
+        """
+        self._learn_models(items)
+        head = self._head or _head(self._db.conn)
+        drops = 0
+        while True:
+            batch_id, seq, prev = head
+            entries, blobs, digests = encode(items, self._main.cipher, seq, self._models)
+            created = now_ms()
+            links: list[Any] = []
+            for start in range(0, len(items), size):
+                chunk = b"".join(digests[start : start + size])
+                n = len(chunk) // 32
+                chained = batch_hash(prev, batch_id, seq + start, n, chunk)
+                links.extend((batch_id, seq + start, n, created, prev, chained, chunk))
                 batch_id, prev = batch_id + 1, chained
-            _insert(conn, "witness_entries", entries, 15)
-            _insert(conn, "witness_blobs", blobs, 4)
-            conn.executemany(_INSERT_BATCH, links)
-            drops = self._unsaved_drops
-            if drops:
-                conn.execute(
-                    "INSERT INTO witness_state (key, value) VALUES ('dropped', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
-                    (drops,),
-                )
-        self._models.update(new_models)
+            if self.before_commit is not None:
+                self.before_commit()
+            with self._db.write() as conn:
+                now = _head(conn)
+                if now == head:
+                    _insert(conn, "witness_entries", ENTRY_COLS, entries)
+                    _insert(conn, "witness_blobs", BLOB_COLS, blobs)
+                    _insert(conn, "witness_batches", _BATCH_COLS, links)
+                    drops = self._unsaved_drops
+                    if drops:
+                        conn.execute(
+                            "INSERT INTO witness_state (key, value) VALUES ('dropped', ?) "
+                            "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+                            (drops,),
+                        )
+            if now == head:
+                break
+            head = now
+        self._head = (batch_id, seq + len(items), prev)
         with self._counts:
             self._unsaved_drops -= drops
-        self.persisted += len(entries) // 15
-        self.batches += len(links)
+        self.persisted += len(items)
+        self.batches += len(links) // len(_BATCH_COLS)
+
+    def _learn_models(self, items: list[Pending]) -> None:
+        """Give every model named in ``items`` an id (in a transaction of its own: an unused name is harmless)."""
+        known = self._models
+        new = {item[3] for item in items if item[3] not in known}
+        new.discard(None)
+        if not new:
+            return
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT INTO witness_models (name) VALUES (?) ON CONFLICT(name) DO NOTHING", [(n,) for n in new]
+            )
+            marks = ", ".join("?" * len(new))
+            found = conn.execute(f"SELECT name, id FROM witness_models WHERE name IN ({marks})", list(new)).fetchall()
+        known.update((str(name), int(mid)) for name, mid in found)
 
 
-def _insert(conn: sqlite3.Connection, table: str, flat: list[Any], width: int) -> None:
-    """Insert rows given as one flat parameter list, up to _ROWS_PER_STATEMENT rows per statement.
+def _head(conn: sqlite3.Connection) -> tuple[int, int, bytes]:
+    """(id of the next batch, seq of the next entry, hash of the newest batch)."""
+    last = conn.execute("SELECT id, first_seq + n, hash FROM witness_batches ORDER BY id DESC LIMIT 1").fetchone()
+    return (int(last[0]) + 1, int(last[1]), bytes(last[2])) if last else (1, 1, GENESIS)
+
+
+def _insert(conn: sqlite3.Connection, table: str, cols: tuple[str, ...], flat: list[Any]) -> None:
+    """Insert rows given as one flat parameter list, in multi-row INSERTs of power-of-two sizes.
 
     NOTE: one multi-row INSERT is one sqlite3_step, so the writer gives up the GIL a few times
-    per commit rather than once per row (executemany), which keeps record() callers fast.
+    per commit rather than once per row (executemany): each hand-over costs it up to the
+    interpreter's switch interval (5 ms) while a caller thread runs, which starved it under load.
+    Sizes are powers of two (1024, then the binary digits of the rest) so that a handful of
+    statements serve every commit from SQLite's statement cache: compiling a statement of a new
+    size costs more than executing it.
     """
-    step = _ROWS_PER_STATEMENT * width
-    for start in range(0, len(flat), step):
-        part = flat[start : start + step]
-        conn.execute(_values_sql(table, width, len(part) // width), part)
+    width = len(cols)
+    start, total = 0, len(flat) // width
+    while start < total:
+        rows = min(_ROWS_PER_STATEMENT, 1 << ((total - start).bit_length() - 1))
+        conn.execute(_values_sql(table, cols, rows), flat[start * width : (start + rows) * width])
+        start += rows
 
 
-@functools.lru_cache(maxsize=64)
-def _values_sql(table: str, width: int, rows: int) -> str:
-    one = "(" + ", ".join("?" * width) + ")"
-    return f"INSERT INTO {table} VALUES " + ", ".join([one] * rows)
-
-
-def _model_id(conn: sqlite3.Connection, name: str, new: dict[str, int]) -> int:
-    # NOTE: ids created here join the cache only after the commit (a rollback would undo them).
-    row = conn.execute("SELECT id FROM witness_models WHERE name = ?", (name,)).fetchone()
-    if row is None:
-        row = conn.execute("INSERT INTO witness_models (name) VALUES (?) RETURNING id", (name,)).fetchone()
-    new[name] = int(row[0])
-    return int(row[0])
+@functools.lru_cache(maxsize=128)
+def _values_sql(table: str, cols: tuple[str, ...], rows: int) -> str:
+    one = "(" + ", ".join("?" * len(cols)) + ")"
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES " + ", ".join([one] * rows)
 
 
 @atexit.register
