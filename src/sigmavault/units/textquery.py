@@ -12,10 +12,10 @@ and bounds the rows it scores:
    one of them are scored. Each word's count of matching rows is read with a capped count, so
    a common word costs no more than the budget.
 3. Candidates are scored by BM25 over *all* the kept words, exactly as one FTS5 query of all of
-   them would score them: the rare words' query scores every candidate, and a second query,
-   ``(common words) AND (rare words)``, rescores the candidates that also hold common words. Both
-   are FTS5's own ``bm25()``, whose per-word terms depend only on that word, so the two queries'
-   phrases together are exactly the full query's.
+   them would score them: the rare words' query scores every candidate, and a second query in
+   the same statement, ``(common words) AND (rare words)``, rescores the candidates that also hold
+   common words. Both are FTS5's own ``bm25()``, whose per-word terms depend only on that word,
+   so the second query's phrases are exactly the full query's.
 
 What is given up: a unit holding only common words of the query is not considered once the
 rare words' matches fill ``k`` (it would score at most ``2.2 * sum(idf)`` of those common words,
@@ -34,9 +34,12 @@ from sigmavault.types import State
 
 __all__ = ["BUDGET", "STOP_WORDS", "search", "words"]
 
-# NOTE: rows the rare words may match before a word counts as common. BM25 costs ~5 us a row in
-# FTS5, so 500 rows keep a query near 2-3 ms; measured by benchmarks/text.py (relevance held).
-BUDGET = 500
+# NOTE: rows the rare words may match before a word counts as common. BM25 costs a few us a row
+# in FTS5; benchmarks/text.py (10k Debian descriptions, 1000 10-word queries) measured nDCG@10
+# 0.715 / 0.733 / 0.734 / 0.737 at budgets 100 / 150 / 200 / 300 against 0.726 for main's
+# all-words query, and p50 1.8 / 3.2 / 5.0 / 9.5 ms on a machine at load 11: 200 keeps relevance
+# with a margin at a few ms.
+BUDGET = 200
 
 # NOTE: the English stop words of NLTK's list (apostrophe forms split at the apostrophe, as the
 # query is): function words that carry no topic and match a large share of any English corpus.
@@ -81,14 +84,22 @@ def search(
     if not terms:
         return []
     marks = ",".join("?" * len(states))
-    scored_sql = (
-        "SELECT u.rid, -bm25(units_fts) FROM units_fts JOIN units u ON u.rid = units_fts.rowid "
-        f"WHERE units_fts MATCH ? AND u.collection_id = ? AND u.state IN ({marks}) AND {where_sql}"
+    # NOTE: CROSS JOIN keeps FTS5 the outer loop: without an ORDER BY, SQLite's planner would
+    # otherwise walk the collection's units and run the MATCH once per unit (seconds at 10k).
+    scored = (
+        "SELECT u.rid AS rid, -bm25(units_fts) AS score FROM units_fts CROSS JOIN units u "
+        f"ON u.rid = units_fts.rowid WHERE units_fts MATCH ? AND u.collection_id = ? AND u.state IN ({marks}) "
+        f"AND {where_sql}"
     )
     filters = (cid, *[s.value for s in states], *params)
+    # NOTE: a unit in both lists takes the second score: it adds the common words' (positive) terms.
+    pruned = (
+        f"SELECT rid, max(score) AS score FROM ({scored} UNION ALL {scored}) GROUP BY rid "
+        "ORDER BY score DESC, rid LIMIT ?"
+    )
     with db.read() as conn:
         budget = max(BUDGET, 4 * k)
-        counts = {t: _count(conn, t, budget) for t in terms} if len(terms) > 1 else {terms[0]: 0}
+        counts = _counts(conn, terms, budget)
         order = sorted(terms, key=lambda t: counts[t])
         rare = 1
         while rare < len(order) and sum(counts[t] for t in order[: rare + 1]) <= budget:
@@ -96,22 +107,22 @@ def search(
         while True:
             chosen, common = order[:rare], order[rare:]
             if not common:
-                best = conn.execute(f"{scored_sql} ORDER BY bm25(units_fts) LIMIT ?", (_any(chosen), *filters, k))
+                best = conn.execute(f"{scored} ORDER BY score DESC, rid LIMIT ?", (_any(chosen), *filters, k))
                 return _hydrate(conn, best.fetchall())
-            scores = dict(conn.execute(scored_sql, (_any(chosen), *filters)).fetchall())
-            if len(scores) < k:
-                rare += 1
-                continue
             both = f"({_any(common)}) AND ({_any(chosen)})"
-            scores.update(conn.execute(scored_sql, (both, *filters)).fetchall())
-            top = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
-            return _hydrate(conn, top)
+            top = conn.execute(pruned, (_any(chosen), *filters, both, *filters, k)).fetchall()
+            if len(top) == k:
+                return _hydrate(conn, top)
+            rare += 1  # fewer than k units hold a rare word: the next rarest word joins them
 
 
-def _count(conn: Any, term: str, cap: int) -> int:
-    """Rows matching ``term``, counted up to ``cap + 1`` (a common word costs no more than that)."""
-    sql = "SELECT count(*) FROM (SELECT 1 FROM units_fts WHERE units_fts MATCH ? LIMIT ?)"
-    return int(conn.execute(sql, (f'"{term}"', cap + 1)).fetchone()[0])
+def _counts(conn: Any, terms: Sequence[str], cap: int) -> dict[str, int]:
+    """Rows matching each term, counted up to ``cap + 1`` (a common word costs no more than that)."""
+    if len(terms) == 1:
+        return {terms[0]: 0}
+    one = "(SELECT count(*) FROM (SELECT 1 FROM units_fts WHERE units_fts MATCH ? LIMIT ?))"
+    row = conn.execute(f"SELECT {', '.join([one] * len(terms))}", [v for t in terms for v in (f'"{t}"', cap + 1)])
+    return dict(zip(terms, row.fetchone(), strict=True))
 
 
 def _hydrate(conn: Any, ranked: Sequence[tuple[int, float]]) -> list[tuple[str, float, str | None, dict[str, Any]]]:
