@@ -2,7 +2,7 @@
 
 Data: the one-line descriptions of Debian packages (``apt-cache dumpavail``), deduplicated and
 shuffled exactly as ``benchmarks/ann.py`` does; the first ``--docs`` (default 10k) are stored as
-units (text + all-MiniLM-L6-v2 vector, cached in ``bench-out/``).
+units (text + all-MiniLM-L6-v2 vector, cached in ``bench-out/``, text by text).
 
 Labelled set (built here, deterministic): each query is a held-out description (not stored)
 wrapped in a natural-language request to exactly 10 words ("which package provides the
@@ -21,7 +21,7 @@ Measured side by side, query by query, so every method sees the same machine loa
 - ``rank_bm25``: ``rank_bm25.BM25Okapi`` in pure Python (extra ``[bench]``), when installed.
 
     .venv/bin/python benchmarks/text.py            # 10k docs, 1000 + 200 queries
-    .venv/bin/python benchmarks/text.py --quick    # 10k docs, 200 + 50 queries
+    .venv/bin/python benchmarks/text.py --quick    # 10k docs, 200 + 50 queries, one run each
 
 Prints one JSON object on stdout; progress goes to stderr.
 """
@@ -29,7 +29,6 @@ Prints one JSON object on stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -115,18 +114,25 @@ def labelled(docs: int, queries: int, long_queries: int) -> dict[str, Any]:
 
 
 def embedded(out: Path, texts: Sequence[str]) -> np.ndarray:
-    """MiniLM vectors of ``texts``, cached by their hash."""
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    cache = out / f"text-minilm-{digest}.npy"
-    if cache.exists():
-        return np.load(cache)
-    from sigmavault.embed import MiniLM
+    """MiniLM vectors of ``texts``; every text embedded once is cached (``bench-out/text-minilm.*``)."""
+    cache_v, cache_t = out / "text-minilm.npy", out / "text-minilm.json"
+    known: dict[str, int] = {}
+    vecs = np.zeros((0, 384), np.float32)
+    if cache_v.exists() and cache_t.exists():
+        known = {t: i for i, t in enumerate(json.loads(cache_t.read_text()))}
+        vecs = np.load(cache_v)
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    if missing:
+        from sigmavault.embed import MiniLM
 
-    log(f"embedding {len(texts):,} texts with all-MiniLM-L6-v2 (cached afterwards)")
-    vecs = MiniLM(batch_size=256).embed(list(texts)).astype(np.float32)
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(cache, vecs)
-    return vecs
+        log(f"embedding {len(missing):,} texts with all-MiniLM-L6-v2 (cached afterwards)")
+        new = MiniLM(batch_size=256).embed(missing).astype(np.float32)
+        known.update({t: len(vecs) + i for i, t in enumerate(missing)})
+        vecs = np.concatenate([vecs, new])
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(cache_v, vecs)
+        cache_t.write_text(json.dumps(sorted(known, key=known.__getitem__)))
+    return vecs[[known[t] for t in texts]]
 
 
 # -- relevance --------------------------------------------------------------------------------
@@ -171,6 +177,8 @@ def run_set(
     scores: dict[str, list[float]] = {m: [] for m in methods}
     found: dict[str, list[list[int]]] = {m: [] for m in methods}
     for qi, q in enumerate(queries):
+        if qi and qi % 100 == 0:
+            log(f"  {qi}/{len(queries)}")
         for name, fn in methods.items():
             best = math.inf
             for _ in range(repeat):
@@ -196,11 +204,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000, help="10-word queries (default 1000)")
     parser.add_argument("--long-queries", type=int, default=200, help="14-word queries (default 200)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per query; the best counts (default 3)")
-    parser.add_argument("--quick", action="store_true", help="200 + 50 queries, 2 runs each")
+    parser.add_argument("--quick", action="store_true", help="200 + 50 queries, 1 run each")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = parser.parse_args()
     if args.quick:
-        args.queries, args.long_queries, args.repeat = 200, 50, 2
+        args.queries, args.long_queries, args.repeat = 200, 50, 1
 
     import sigmavault as sv
     from sigmavault.units.search import fuse
