@@ -33,7 +33,7 @@ from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import CheckReport, State, Unit, Vector
-from sigmavault.units import integrity
+from sigmavault.units import integrity, textquery
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
 from sigmavault.units.values import json_value
@@ -513,18 +513,7 @@ class UnitStore:
                 "text and hybrid search are off on an encrypted vault: a full-text index would keep the "
                 "words in plain text; use mode='vector'"
             )
-        match = fts_query(query)
-        if match is None:
-            return []
-        marks = ",".join("?" * len(states))
-        rows = self.db.all(
-            f"SELECT u.uid, -bm25(units_fts) AS score, u.text, u.metadata FROM units_fts "
-            f"JOIN units u ON u.rid = units_fts.rowid "
-            f"WHERE units_fts MATCH ? AND u.collection_id = ? AND u.state IN ({marks}) AND {where_sql} "
-            f"ORDER BY bm25(units_fts) LIMIT ?",
-            (match, cid, *[s.value for s in states], *params, k),
-        )
-        return [(r[0], float(r[1]), r[2], json.loads(r[3])) for r in rows]
+        return textquery.search(self.db, cid, query, k, states, where_sql, params)
 
     def conversation(self, conversation_id: str) -> list[Unit]:
         sql = f"SELECT {_UNIT_COLS} {_FROM} WHERE u.conversation_id = ? ORDER BY u.rid"
@@ -662,16 +651,6 @@ def _existing(conn: sqlite3.Connection, uids: Sequence[str]) -> set[str]:
         marks = ",".join("?" * len(chunk))
         found.update(r[0] for r in conn.execute(f"SELECT uid FROM units WHERE uid IN ({marks})", chunk))
     return found
-
-
-def fts_query(text: str) -> str | None:
-    """Turn free text into a safe FTS5 query: each word quoted, OR-ed (BM25 ranks the overlap)."""
-    import re
-
-    words = re.findall(r"\w+", text.lower())
-    if not words:
-        return None
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
 
 
 class _Background(threading.Thread):
