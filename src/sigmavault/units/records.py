@@ -1,4 +1,4 @@
-"""Unit records: add, get, update, delete, list; lifecycle and batched access statistics.
+"""Unit records: add, get, update, delete, list; lifecycle (access counts: :mod:`sigmavault.units.access`).
 
 Writes follow the storage rule of the vault: vectors are written and fsynced into the vector
 file first, then one SQLite transaction records the units, their FTS entries and the new
@@ -19,7 +19,6 @@ import json
 import os
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,12 +27,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError, VaultLocked
+from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError
 from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import CheckReport, State, Unit, Vector
 from sigmavault.units import integrity
+from sigmavault.units.access import AccessCounts, Background
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
 from sigmavault.units.values import json_value
@@ -46,8 +46,6 @@ _UNIT_COLS = (
     "u.vec_crc, u.rec_crc"
 )
 _FROM = "FROM units u JOIN collections c ON c.id = u.collection_id"
-_ACCESS_FLUSH_COUNT = 2048
-_ACCESS_FLUSH_SECONDS = 2.0
 
 
 def new_ids(n: int) -> list[str]:
@@ -108,12 +106,7 @@ class UnitStore:
     def __init__(self, db: Database, catalog: Catalog) -> None:
         self.db = db
         self.catalog = catalog
-        self._pending: dict[str, tuple[int, float]] = {}
-        self._inflight: dict[str, tuple[int, float]] = {}
-        self._pending_since = 0.0
-        self._plock = threading.Lock()
-        if not db.readonly:
-            db.add_write_hook(self._flush_access_in_txn, on_rollback=self._restore_access)
+        self.access = AccessCounts(db)
         db.conn.create_function("sv_meta", 2, self._sql_meta, deterministic=True)
         integrity.register(db.conn)
 
@@ -165,7 +158,7 @@ class UnitStore:
             assert st.planes is not None
             # NOTE: the vector write (and its fsync) overlaps the inserts below; it is joined, and so
             # durable, before the transaction can commit.
-            writer = _Background(vf.write_rows, start, batch.vectors) if n >= _PARALLEL_ROWS else None
+            writer = Background(vf.write_rows, start, batch.vectors) if n >= _PARALLEL_ROWS else None
             if writer is None:
                 vf.write_rows(start, batch.vectors)
             try:
@@ -376,9 +369,7 @@ class UnitStore:
             for cid, vec_row in removed:
                 if vec_row is not None:
                     self.catalog.state(cid).codes[vec_row] = 0
-        with self._plock:
-            for uid in uids:
-                self._pending.pop(uid, None)
+        self.access.forget(uids)
         return removed
 
     # -- reads ------------------------------------------------------------------------------
@@ -563,7 +554,7 @@ class UnitStore:
         ):
             raise Corrupted(f"unit {r[0]!r}: its stored record fails its checksum; run `sigmavault check`")
         count, seen = r[8], r[7]
-        pending = self._pending.get(r[0])
+        pending = self.access.pending(r[0])
         if pending is not None:
             count, seen = count + pending[0], max(seen, pending[1])
         vec = None
@@ -610,49 +601,14 @@ class UnitStore:
     # -- access statistics ------------------------------------------------------------------
 
     def touch(self, uids: Sequence[str]) -> None:
-        """Count an access now; persisted in batches (a crash may lose the last ~2 s of counts)."""
-        if self.db.readonly or not uids:
-            return
-        now = time.time()
-        with self._plock:
-            if not self._pending:
-                self._pending_since = now
-            for uid in uids:
-                c, _ = self._pending.get(uid, (0, 0.0))
-                self._pending[uid] = (c + 1, now)
-            due = len(self._pending) >= _ACCESS_FLUSH_COUNT or now - self._pending_since > _ACCESS_FLUSH_SECONDS
-        if due:
-            self.flush_access(wait=False)
+        """Count an access now; persisted in batches (see :mod:`sigmavault.units.access`)."""
+        self.access.touch(uids)
 
     def flush_access(self, *, wait: bool = True) -> None:
-        if not self._pending or self.db.readonly:
-            return
-        try:
-            # NOTE: access counts may lose their last moments (documented), so this commit skips
-            # the fsync that would otherwise land on the reader's thread.
-            with self.db.write(wait=wait, durable=False):
-                pass  # the write hook does the work inside the transaction
-        except VaultLocked:
-            if wait:
-                raise
-
-    def _flush_access_in_txn(self) -> None:
-        with self._plock:
-            pending, self._pending = self._pending, {}
-            self._inflight = pending
-        if pending:
-            self.db.conn.executemany(
-                "UPDATE units SET access_count = access_count + ?, accessed_at = MAX(accessed_at, ?) WHERE uid = ?",
-                [(c, t, uid) for uid, (c, t) in pending.items()],
-            )
-
-    def _restore_access(self) -> None:
-        """The transaction that took the pending counts rolled back: keep them for the next one."""
-        with self._plock:
-            for uid, (c, t) in self._inflight.items():
-                c2, t2 = self._pending.get(uid, (0, 0.0))
-                self._pending[uid] = (c + c2, max(t, t2))
-            self._inflight = {}
+        """Persist pending access counts now (after any flush running behind the callers)."""
+        if wait:
+            self.access.join()
+        self.access.flush(wait=wait)
 
 
 def _existing(conn: sqlite3.Connection, uids: Sequence[str]) -> set[str]:
@@ -672,26 +628,3 @@ def fts_query(text: str) -> str | None:
     if not words:
         return None
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-
-
-class _Background(threading.Thread):
-    """One call on another thread, so that a disk write and its fsync overlap SQLite work."""
-
-    def __init__(self, fn: Any, *args: Any) -> None:
-        super().__init__(name="sigmavault-vector-write", daemon=True)
-        self._call = (fn, args)
-        self._error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        fn, args = self._call
-        try:
-            fn(*args)
-        except BaseException as exc:  # NOTE: handed to the caller by result()
-            self._error = exc
-
-    def result(self) -> None:
-        """Wait for the call; raise what it raised."""
-        self.join()
-        if self._error is not None:
-            raise self._error
