@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from operator import methodcaller
 from typing import Any
 
 from sigmavault.errors import Corrupted
@@ -21,7 +22,7 @@ from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import Vector
 
-__all__ = ["FIELDS", "TRIGGERS", "register", "unit_crc", "verify_hits", "verify_records", "verify_vectors"]
+__all__ = ["FIELDS", "TRIGGERS", "register", "unit_crc", "unit_crcs", "verify_hits", "verify_records", "verify_vectors"]
 
 # The unit fields a record checksum covers, in order (SQL column names).
 FIELDS = "uid, collection_id, text, metadata, kind, state, created_at, conversation_id, parent_id, kv_ref"
@@ -37,6 +38,9 @@ TRIGGERS = [
 ]
 
 
+_UTF8 = methodcaller("encode", "utf-8", "surrogatepass")
+
+
 def unit_crc(*fields: Any) -> int:
     """CRC32 over the ``repr`` of ``fields`` (in :data:`FIELDS` order).
 
@@ -45,6 +49,15 @@ def unit_crc(*fields: Any) -> int:
     each field in Python, which matters at a million units per add.
     """
     return zlib.crc32(repr(fields).encode("utf-8", "surrogatepass"))
+
+
+def unit_crcs(*columns: Iterable[Any]) -> list[int]:
+    """:func:`unit_crc` of each row of ``columns`` (in :data:`FIELDS` order; a constant as ``itertools.repeat``).
+
+    NOTE: built from C iterators (zip, repr, encode, crc32): no Python frame per unit, about
+    twice as fast as calling :func:`unit_crc` per row, with the same results.
+    """
+    return list(map(zlib.crc32, map(_UTF8, map(repr, zip(*columns, strict=False)))))  # repeat()s are endless
 
 
 def register(conn: sqlite3.Connection) -> None:
