@@ -191,7 +191,7 @@ class Collection:
         for start in range(0, n, max(1, batch_size)):
             end = min(n, start + batch_size)
             if mat is not None:
-                chunk = self._vectors(mat[start:end], rows=end - start)
+                chunk = self._vectors(mat[start:end], rows=end - start, checked=True)
             else:
                 chunk = self._embed([t for t in text_list[start:end] if t is not None])
             batch = NewUnits(
@@ -293,8 +293,13 @@ class Collection:
                     )
         return values
 
-    def _vectors(self, values: Any, *, rows: int) -> Vector:
-        mat = check_matrix(values, rows=rows, dim=self.dim)
+    def _vectors(self, values: Any, *, rows: int, checked: bool = False) -> Vector:
+        """``values`` as float32 rows, unit-normalised for cosine; ``checked``: rows from :meth:`_checked_rows`."""
+        # NOTE: rows _checked_rows has seen are finite and of the right shape: not scanned twice.
+        if checked:
+            mat = np.ascontiguousarray(values, dtype=np.float32)
+        else:
+            mat = check_matrix(values, rows=rows, dim=self.dim)
         if self.info.metric == "cosine":
             norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))[:, None]  # NOTE: no (n, dim) temporary
             zero = np.flatnonzero(norms[:, 0] == 0)

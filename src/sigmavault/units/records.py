@@ -210,9 +210,9 @@ class UnitStore:
         n = len(batch.ids)
         sigs = signatures(batch.vectors, planes)
         crcs = row_crcs(batch.vectors)
-        # NOTE: given here, the record checksum spares the insert trigger a second write per row. It
-        # covers created_at as SQLite stores it: the INSERT below spells `now` as a literal, and
-        # SQLite's own decimal parser may land one ulp away from Python's float.
+        # NOTE: every insert gives the record checksum (there is no insert trigger). It covers
+        # created_at as SQLite stores it: the INSERT below spells `now` as a literal, and SQLite's
+        # own decimal parser may land one ulp away from Python's float.
         stored_now = float(conn.execute(f"SELECT {now!r}").fetchone()[0])
         recs = integrity.unit_crcs(
             batch.ids,
@@ -271,7 +271,7 @@ class UnitStore:
         return sigs
 
     def _check_parents(self, conn: sqlite3.Connection, batch: NewUnits) -> None:
-        if not any(p is not None for p in batch.parent_ids):
+        if batch.parent_ids.count(None) == len(batch.parent_ids):
             return
         parents = {p for p in batch.parent_ids if p is not None} - set(batch.ids)
         missing = parents - _existing(conn, list(parents))
