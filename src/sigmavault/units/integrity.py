@@ -24,7 +24,14 @@ from sigmavault.store.vectors import row_crcs
 from sigmavault.types import Vector
 
 __all__ = [
-    "DROP_INSERT_TRIGGER", "FIELDS", "TRIGGERS", "register", "unit_crc", "unit_crcs", "verify_hits", "verify_records",
+    "DROP_INSERT_TRIGGER",
+    "FIELDS",
+    "TRIGGERS",
+    "register",
+    "unit_crc",
+    "unit_crcs",
+    "verify_hits",
+    "verify_records",
     "verify_vectors",
 ]
 
