@@ -146,7 +146,7 @@ def sv_read(path: Path, ids: list[str], args: argparse.Namespace) -> dict[str, A
     col = vault.collection("units", embedder=None, index="exact")
     units = list(col)  # every unit with its text and metadata
     matrix = vault._catalog.state(col._id).matrix()  # NOTE: the map itself; no public accessor yet
-    checksum = float(np.asarray(matrix, dtype=np.float64).sum())  # read every vector once
+    checksum = float(matrix.sum(dtype=np.float64))  # read every vector once (no float64 copy of the map)
     t1 = time.perf_counter()
     assert len(units) == n and matrix.shape == (n, DIM) and np.isfinite(checksum)
     get_ids = [ids[i] for i in samples(n, args.gets, 1)]

@@ -39,6 +39,10 @@ class AccessCounts:
         if not db.readonly:
             db.add_write_hook(self._flush_in_txn, on_rollback=self._restore)
 
+    def any_pending(self) -> bool:
+        """Whether some access is counted but not yet persisted."""
+        return bool(self._pending)
+
     def pending(self, uid: str) -> tuple[int, float] | None:
         """Accesses of ``uid`` not yet persisted (count, last time), or None."""
         return self._pending.get(uid)

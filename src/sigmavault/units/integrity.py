@@ -27,6 +27,7 @@ __all__ = [
     "DROP_INSERT_TRIGGER",
     "FIELDS",
     "TRIGGERS",
+    "crcs_of",
     "register",
     "unit_crc",
     "unit_crcs",
@@ -74,7 +75,12 @@ def unit_crcs(*columns: Iterable[Any]) -> list[int]:
     NOTE: built from C iterators (zip, repr, encode, crc32): no Python frame per unit, about
     twice as fast as calling :func:`unit_crc` per row, with the same results.
     """
-    return list(map(zlib.crc32, map(_UTF8, map(repr, zip(*columns, strict=False)))))  # repeat()s are endless
+    return crcs_of(zip(*columns, strict=False))  # NOTE: repeat()s are endless; the lists are of one length
+
+
+def crcs_of(records: Iterable[tuple[Any, ...]]) -> list[int]:
+    """:func:`unit_crc` of each tuple of fields (in :data:`FIELDS` order)."""
+    return list(map(zlib.crc32, map(_UTF8, map(repr, records))))
 
 
 def register(conn: sqlite3.Connection) -> None:

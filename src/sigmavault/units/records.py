@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -41,11 +42,19 @@ from sigmavault.units.values import json_value
 
 __all__ = ["NewUnits", "UnitStore", "dumps", "dumps_all", "new_ids"]
 
+# NOTE: the first ten columns are the fields rec_crc covers, in integrity.FIELDS order, so that a
+# row's checksum is the CRC of the repr of ``row[:10]`` (a whole batch is checked by C iterators).
 _UNIT_COLS = (
-    "u.uid, c.name, u.text, u.metadata, u.kind, u.state, u.created_at, u.accessed_at, u.access_count, "
-    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id, c.watermark, "
+    "u.uid, u.collection_id, u.text, u.metadata, u.kind, u.state, u.created_at, u.conversation_id, "
+    "u.parent_id, u.kv_ref, c.name, u.accessed_at, u.access_count, u.semantic_hash, u.vec_row, c.watermark, "
     "u.vec_crc, u.rec_crc"
 )
+_CRC_FIELDS = itemgetter(slice(0, 10))
+_REC_CRC = itemgetter(17)
+_TEXT = itemgetter(2)
+_META = itemgetter(3)
+_PLAIN_TEXT = frozenset({str, type(None)})
+_PLAIN_META = frozenset({str})
 _FROM = "FROM units u JOIN collections c ON c.id = u.collection_id"
 
 
@@ -402,8 +411,8 @@ class UnitStore:
         row = self.db.one(f"SELECT {_UNIT_COLS} {_FROM} WHERE u.uid = ?", (uid,))
         if row is None:
             raise NotFound(f"no unit with id {uid!r}")
-        if cid is not None and row[14] != cid:
-            raise NotFound(f"unit {uid!r} belongs to collection {row[1]!r}, not to the one asked")
+        if cid is not None and row[1] != cid:
+            raise NotFound(f"unit {uid!r} belongs to collection {row[10]!r}, not to the one asked")
         if touch:
             self.touch([uid])
         return self._unit(row, vector=vector)
@@ -505,8 +514,7 @@ class UnitStore:
             )
             if not rows:
                 return
-            for r in rows:
-                yield self._unit(r, vector=False)
+            yield from self._units(rows)
             last = rows[-1][-1]
 
     def rows_matching(self, cid: int, where_sql: str, params: Sequence[Any]) -> np.ndarray:
@@ -542,8 +550,7 @@ class UnitStore:
 
     def conversation(self, conversation_id: str) -> list[Unit]:
         sql = f"SELECT {_UNIT_COLS} {_FROM} WHERE u.conversation_id = ? ORDER BY u.rid"
-        rows = self.db.all(sql, (conversation_id,))
-        return [self._unit(r, vector=False) for r in rows]
+        return self._units(self.db.all(sql, (conversation_id,)))
 
     def parent_of(self, uid: str) -> str | None:
         row = self.db.one("SELECT parent_id FROM units WHERE uid = ?", (uid,))
@@ -559,6 +566,48 @@ class UnitStore:
         rows = self.db.all(f"SELECT state, COUNT(*) FROM units {scope} GROUP BY state", () if cid is None else (cid,))
         return {r[0]: int(r[1]) for r in rows}
 
+    def _units(self, rows: list[Any]) -> list[Unit]:
+        """Units (without vectors) of a batch of rows: checked and decoded batch-wide when the rows are plain.
+
+        NOTE: loading every unit is dominated by per-row Python. A batch whose records all match
+        their rec_crc (checked by C iterators over ``row[:10]``), with plain text and metadata and
+        no access counts pending, is decoded with one JSON parse of all its metadata and Units
+        built positionally; anything else (a damaged row, a sealed field, an unchecked record)
+        goes row by row through :meth:`_unit`, which raises the same errors as before.
+        """
+        if not rows or self.access.any_pending():
+            return [self._unit(r, vector=False) for r in rows]
+        try:
+            if (
+                _PLAIN_TEXT.issuperset(map(type, map(_TEXT, rows)))
+                and _PLAIN_META.issuperset(map(type, map(_META, rows)))
+                and list(map(_REC_CRC, rows)) == integrity.crcs_of(map(_CRC_FIELDS, rows))
+            ):
+                metas = json.loads(f"[{','.join(map(_META, rows))}]")
+                if len(metas) == len(rows):
+                    states = _STATES
+                    return [
+                        Unit(
+                            r[0],
+                            r[10],
+                            r[2],
+                            m,
+                            r[4],
+                            states[r[5]],
+                            r[6],
+                            r[11],
+                            r[12],
+                            r[7],
+                            r[8],
+                            r[13] & _U64,
+                            r[9],
+                        )
+                        for r, m in zip(rows, metas, strict=True)
+                    ]
+        except (KeyError, ValueError, TypeError, OverflowError, RecursionError):
+            pass  # NOTE: found and named row by row below
+        return [self._unit(r, vector=False) for r in rows]
+
     def _unit(self, r: Sequence[Any], *, vector: bool) -> Unit:
         try:
             return self._decode(r, vector=vector)
@@ -572,23 +621,21 @@ class UnitStore:
             ) from exc
 
     def _decode(self, r: Sequence[Any], *, vector: bool) -> Unit:
-        if r[17] is not None and r[17] != integrity.unit_crc(
-            r[0], r[14], r[2], r[3], r[4], r[5], r[6], r[9], r[10], r[12]
-        ):
+        if r[17] is not None and r[17] != integrity.unit_crc(*r[:10]):
             raise Corrupted(f"unit {r[0]!r}: its stored record fails its checksum; run `sigmavault check`")
-        count, seen = r[8], r[7]
+        count, seen = r[12], r[11]
         pending = self.access.pending(r[0])
         if pending is not None:
             count, seen = count + pending[0], max(seen, pending[1])
         vec = None
-        if vector and r[13] is not None:
-            vec = self._vector(r[0], r[14], r[13], r[15], r[16])
+        if vector and r[14] is not None:
+            vec = self._vector(r[0], r[1], r[14], r[15], r[16])
         text = r[2]
         if text is not None and type(text) is not str:
             text = self._open(r[0], "text", text)
         return Unit(
             id=r[0],
-            collection=r[1],
+            collection=r[10],
             text=text,
             metadata=self._meta(r[0], r[3]),
             kind=r[4],
@@ -596,10 +643,10 @@ class UnitStore:
             created_at=r[6],
             accessed_at=seen,
             access_count=count,
-            conversation_id=r[9],
-            parent_id=r[10],
-            semantic_hash=r[11] & _U64,
-            kv_ref=r[12],
+            conversation_id=r[7],
+            parent_id=r[8],
+            semantic_hash=r[13] & _U64,
+            kv_ref=r[9],
             vector=vec,
         )
 
@@ -610,9 +657,9 @@ class UnitStore:
                 f"unit {uid!r}: its vector row {row!r} lies outside the {watermark} committed rows of its "
                 "collection; run `sigmavault check`"
             )
-        st = self.catalog.state(cid)
-        # NOTE: the cache is at least as new as the record just read: this process moves it inside its
-        # own write transactions, and state() reloads it when another process has committed since.
+        # NOTE: a state loaded earlier that covers the row serves it (see Catalog.cached) without the
+        # data_version query; otherwise state() reloads it when another process has committed since.
+        st = self.catalog.cached(cid, row) or self.catalog.state(cid)
         vec = self.catalog.row_vector(st, row)
         if crc is not None and row_crcs(vec[None, :])[0] != crc:
             raise Corrupted(
