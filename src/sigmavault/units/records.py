@@ -177,7 +177,8 @@ class UnitStore:
         if self.db.cipher is not None:
             texts = [self._seal(u, "text", t) for u, t in zip(batch.ids, batch.texts, strict=True)]
             metas = [self._seal(u, "metadata", m) for u, m in zip(batch.ids, metas, strict=True)]
-        with self.catalog.guard(cid), self.db.write() as conn:
+        # NOTE: a bulk add's WAL checkpoint (copying its pages into the database file) runs behind it.
+        with self.catalog.guard(cid), self.db.write(checkpoint_behind=n >= _PARALLEL_ROWS) as conn:
             st = self.catalog.state(cid)
             vf = self.catalog.ensure_vectors(st, batch.vectors.shape[1])
             self._check_parents(conn, batch)
