@@ -5,9 +5,14 @@ SQLite verifies the *structure* of its pages, not the values in them: a flipped 
 ``rec_crc``, a CRC32 of its fields (their tuple's repr, so no two field lists collide), given by
 the one code path that inserts units (``UnitStore.add``, computed in bulk by :func:`unit_crcs`)
 and set by an SQLite trigger on every update of those fields whatever code path writes them;
-and ``vec_crc``, the CRC32 of its float32 vector row. Readers verify the rows they return;
-``check()`` verifies every row. Access counts and times are left out: they are advisory, batched,
-and allowed to lose their last moments.
+and ``vec_crc``, the CRC32 of its float32 vector row. Access counts and times are left out: they
+are advisory, batched, and allowed to lose their last moments.
+
+When they are verified: opening a vault verifies none (it reads only the catalogue and cuts crash
+tails past each watermark). Every read verifies what it returns: ``get`` the record and its vector
+row, a listing (``list(collection)``, ``all(where=...)``, a conversation) each record, a batch at a
+time (:func:`crcs_of` over the rows; a mismatch is found and named row by row), search hits their
+vector rows against the rows that were scored. ``check()`` verifies every record and every row.
 """
 
 from __future__ import annotations

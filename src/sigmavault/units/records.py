@@ -248,14 +248,15 @@ class UnitStore:
         ]
         # NOTE: a column the whole batch leaves at its default is not bound at all: each bound value
         # costs the insert about a tenth of its time. The stored value (and so rec_crc) is the same.
-        for col, given, default in (
+        optional: tuple[tuple[str, list[Any], str | None], ...] = (
             ("text", texts, None),
             ("metadata", metas, "{}"),
             ("kind", batch.kinds, "unit"),
             ("conversation_id", batch.conversation_ids, None),
             ("parent_id", batch.parent_ids, None),
             ("kv_ref", batch.kv_refs, None),
-        ):
+        )
+        for col, given, default in optional:
             if given.count(default) != n:
                 cols.append(col)
                 values.append(given)
