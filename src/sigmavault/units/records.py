@@ -38,7 +38,7 @@ from sigmavault.units import integrity
 from sigmavault.units.access import AccessCounts, Background
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
-from sigmavault.units.values import json_value
+from sigmavault.units.encode import dumps, dumps_all
 
 __all__ = ["NewUnits", "UnitStore", "dumps", "dumps_all", "new_ids"]
 
@@ -80,16 +80,6 @@ class NewUnits:
     kv_refs: list[str | None]
 
 
-# NOTE: one encoder, built once: json.dumps with options builds a new one per call (3x slower).
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=json_value)
-# NOTE: CPython's C encoder called directly: encode() rebuilds it for every call, which is most of
-# the cost of a small dict. Same output as _ENCODER; None where the C accelerator is missing.
-try:
-    _C_ENCODE: Any = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-except (AttributeError, TypeError):
-    _C_ENCODE = None
 # An add at least this large writes its vectors on a second thread while SQLite inserts the rows.
 _PARALLEL_ROWS = 4096
 _STATES = {s.value: s for s in State}
@@ -98,33 +88,6 @@ _U64 = (1 << 64) - 1  # stored as a signed 64-bit integer; handed out unsigned
 # `where` SQL from compile_where reads json_type/json_extract(metadata|u.metadata, ...); on an
 # encrypted vault the column is opened first (the keys and values are bound parameters, never here).
 _META_REF = re.compile(r"\b(json_type|json_extract)\((u\.)?metadata,")
-
-
-def dumps(meta: Mapping[str, Any]) -> str:
-    """Metadata as the compact JSON stored in the vault (InvalidInput if it cannot be stored)."""
-    try:
-        if _C_ENCODE is not None and type(meta) is dict:
-            return "".join(_C_ENCODE(meta, 0))
-        return _ENCODER.encode(meta)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidInput(f"metadata must be JSON-serialisable (no NaN): {exc}") from None
-
-
-def dumps_all(metas: Sequence[Mapping[str, Any]]) -> list[str]:
-    """:func:`dumps` of each mapping; InvalidInput names the first one that cannot be stored."""
-    if _C_ENCODE is not None:
-        try:
-            # NOTE: the C encoder mapped over the batch: no Python frame per unit.
-            return list(map("".join, map(_C_ENCODE, metas, repeat(0))))
-        except (TypeError, ValueError, RecursionError):
-            pass  # found and named below
-    out = []
-    for i, meta in enumerate(metas):
-        try:
-            out.append(dumps(meta))
-        except InvalidInput as exc:
-            raise InvalidInput(f"metadata {i}: {exc}") from None
-    return out
 
 
 class UnitStore:
