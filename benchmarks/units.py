@@ -23,6 +23,10 @@ progress on stderr. Nothing here is asserted: the figures go into the README.
 
     .venv/bin/python benchmarks/units.py            # 100k units, 500k edges (about 4 minutes)
     .venv/bin/python benchmarks/units.py --quick    # 10k units, a smoke run
+    .venv/bin/python benchmarks/units.py --no-json  # sigmavault only (compare two trees side by side)
+
+"Read every vector" sums the map in float64 (``matrix.sum(dtype=float64)``); before wave 3 it first
+copied the map into a float64 matrix (300 MB at 100k), which cost more than reading it.
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ def sv_read(path: Path, ids: list[str], args: argparse.Namespace) -> dict[str, A
     col = vault.collection("units", embedder=None, index="exact")
     units = list(col)  # every unit with its text and metadata
     matrix = vault._catalog.state(col._id).matrix()  # NOTE: the map itself; no public accessor yet
-    checksum = float(np.asarray(matrix, dtype=np.float64).sum())  # read every vector once
+    checksum = float(matrix.sum(dtype=np.float64))  # read every vector once (no float64 copy of the map)
     t1 = time.perf_counter()
     assert len(units) == n and matrix.shape == (n, DIM) and np.isfinite(checksum)
     get_ids = [ids[i] for i in samples(n, args.gets, 1)]
@@ -300,6 +304,7 @@ def main() -> None:
     parser.add_argument("--gets", type=int, default=5000, help="timed get / neighbors calls")
     parser.add_argument("--searches", type=int, default=30, help="timed exact searches")
     parser.add_argument("--json-neighbors", type=int, default=None, help="timed JSON association scans")
+    parser.add_argument("--no-json", action="store_true", help="skip the JSON-files peer (sigmavault only, no ratios)")
     parser.add_argument("--out", type=Path, default=None, help="work directory (default: a temp dir)")
     parser.add_argument("--child", choices=["sigmavault", "json"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -323,16 +328,20 @@ def main() -> None:
     for r in range(args.repeat):
         log(f"sigmavault: save ({r + 1}/{args.repeat})")
         sv_runs.append(sv_save(work / f"vault{r}", data))
-    log("json files: save")
-    js_w = json_save(work / "json", data)
+    js_w: dict[str, Any] = {}
+    if not args.no_json:
+        log("json files: save")
+        js_w = json_save(work / "json", data)
     del data
     for r in range(args.repeat):
         log(f"sigmavault: open, load all, get, neighbors, search in a fresh process ({r + 1}/{args.repeat})")
         sv_runs[r].update(run_child("sigmavault", work / f"vault{r}", args))
-    log("json files: load all, get, neighbors, search in a fresh process")
-    js_r = run_child("json", work / "json", args)
+    js_r: dict[str, Any] = {}
+    if not args.no_json:
+        log("json files: load all, get, neighbors, search in a fresh process")
+        js_r = run_child("json", work / "json", args)
     svm, jsm = best(sv_runs), {**js_w, **js_r}
-    ratios = {key: round(jsm[key] / svm[key], 2) for key in svm if key != "bytes_on_disk" and svm[key] > 0}
+    ratios = {key: round(jsm[key] / svm[key], 2) for key in jsm if key != "bytes_on_disk" and svm[key] > 0}
     per_100k = 100_000 / args.n
     result = {
         "benchmark": "units",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +219,28 @@ def test_large_adds_write_vectors_alongside_the_inserts(vault: sv.Vault, rng: np
     best = int(np.argmax(np.vstack([first, second]) @ second[123]))
     assert col.search(second[123], k=1)[0].id == ids[best]  # the refused batch left no rows behind
     assert len(col) == 11000 and vault.check().ok
+
+
+def test_a_bulk_add_is_committed_and_listed_before_its_checkpoint_runs(tmp_path: Path) -> None:
+    """An add of >= 4096 units writes its vectors and checkpoints its WAL behind the caller; another
+    process sees every unit at once, listings decode them batch-wise, and check() finds them whole."""
+    from conftest import run_py
+
+    n = 5000
+    vecs = unit_vectors(np.random.default_rng(5), n, 16)
+    ids = [f"b{i:05d}" for i in range(n)]
+    meta = [{"i": i, "tag": "x" if i % 2 else "y", "w": i / 7} for i in range(n)]
+    with sv.open(tmp_path / "v") as vault:
+        col = vault.collection("bulk", embedder=None)
+        col.add([f"text {i}" for i in ids], vectors=vecs, ids=ids, metadata=meta, kind=["a", "b"] * (n // 2))
+        seen = run_py(
+            "import sys, json, sigmavault as sv\nv = sv.open(sys.argv[1], frozen=True)\n"
+            "c = v.collection('bulk', embedder=None)\n"
+            "print(json.dumps([[u.id, u.metadata, u.kind] for u in c]))",
+            str(tmp_path / "v"),
+        )
+        assert seen == [[u, m, "a" if i % 2 == 0 else "b"] for i, (u, m) in enumerate(zip(ids, meta, strict=True))]
+        listed = list(col)
+        assert [u.id for u in listed] == ids and [u.metadata for u in listed] == meta
+        assert listed[7].text == "text b00007" and listed[7].conversation_id is None
+        assert vault.check().ok

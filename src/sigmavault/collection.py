@@ -28,6 +28,10 @@ from sigmavault.units.search import fuse
 
 __all__ = ["DEFAULT", "Collection", "Include", "IndexChoice", "Mode", "Progress", "index_config"]
 
+# Exact types the add path checks in bulk (subclasses and nested values take the full checks).
+_STR = frozenset({str})
+_TEXT_TYPES = frozenset({str, type(None)})
+_FLAT = frozenset({str, int, float, bool, type(None)})
 DEFAULT: Any = object()  # sentinel: "the default embedder", distinct from None ("no embedder")
 Mode = Literal["vector", "text", "hybrid"]
 Include = Literal["vector"]
@@ -160,7 +164,8 @@ class Collection:
             text_list = list(texts)
             if len(text_list) != n:
                 raise InvalidInput(f"got {len(text_list)} texts but {n} vectors")
-            for i, t in enumerate(text_list):
+            plain = vectors is not None and _TEXT_TYPES.issuperset(map(type, text_list))
+            for i, t in enumerate([] if plain else text_list):
                 if vectors is not None and (t is None or isinstance(t, str)):
                     continue  # NOTE: with a vector given, text is optional payload (may be empty or None)
                 if not isinstance(t, str) or not t.strip():
@@ -173,6 +178,8 @@ class Collection:
         id_list = new_ids(n) if ids is None else _ids(ids, n)
         meta = _per_unit(metadata, n, "metadata", default={})
         for i, m in enumerate(meta):
+            if type(m) is dict and _STR.issuperset(map(type, m)) and _FLAT.issuperset(map(type, m.values())):
+                continue  # NOTE: flat JSON, the common case; NaN and infinity are refused when it is encoded
             if not isinstance(m, Mapping):
                 raise InvalidInput(f"metadata {i} must be a mapping, got {type(m).__name__}")
             validate.json_doc(m, f"metadata {i}", extended=True)
@@ -184,7 +191,7 @@ class Collection:
         for start in range(0, n, max(1, batch_size)):
             end = min(n, start + batch_size)
             if mat is not None:
-                chunk = self._vectors(mat[start:end], rows=end - start)
+                chunk = self._vectors(mat[start:end], rows=end - start, checked=True)
             else:
                 chunk = self._embed([t for t in text_list[start:end] if t is not None])
             batch = NewUnits(
@@ -286,8 +293,13 @@ class Collection:
                     )
         return values
 
-    def _vectors(self, values: Any, *, rows: int) -> Vector:
-        mat = check_matrix(values, rows=rows, dim=self.dim)
+    def _vectors(self, values: Any, *, rows: int, checked: bool = False) -> Vector:
+        """``values`` as float32 rows, unit-normalised for cosine; ``checked``: rows from :meth:`_checked_rows`."""
+        # NOTE: rows _checked_rows has seen are finite and of the right shape: not scanned twice.
+        if checked:
+            mat = np.ascontiguousarray(values, dtype=np.float32)
+        else:
+            mat = check_matrix(values, rows=rows, dim=self.dim)
         if self.info.metric == "cosine":
             norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))[:, None]  # NOTE: no (n, dim) temporary
             zero = np.flatnonzero(norms[:, 0] == 0)
@@ -578,6 +590,9 @@ def _ids(ids: Sequence[str], n: int | None) -> list[str]:
     out = list(ids)
     if n is not None and len(out) != n:
         raise InvalidInput(f"got {len(out)} ids for {n} units")
+    plain = out and _STR.issuperset(map(type, out)) and min(map(len, out)) > 0 and max(map(len, out)) <= 256
+    if plain and "\0" not in "".join(out):
+        return out  # NOTE: the checks below, without a Python step per id
     for i in out:
         if not isinstance(i, str) or not i or len(i) > 256 or "\0" in i:
             raise InvalidInput(f"id {validate.show(i)}: ids are non-empty strings of at most 256 characters")
@@ -586,6 +601,15 @@ def _ids(ids: Sequence[str], n: int | None) -> list[str]:
 
 def _labels(values: list[Any], what: str, *, optional: bool = True) -> list[Any]:
     """Check per-unit string fields (kind, conversation_id, parent_id, kv_ref) before any write."""
+    if _TEXT_TYPES.issuperset(map(type, values)):
+        # NOTE: plain str or None only, so equal values are the same label: each distinct one is
+        # checked once (a batch usually has one kind), and a bad one by the loop below, with its index.
+        try:
+            for v in set(values):
+                validate.ident(v, what, optional=optional)
+            return values
+        except InvalidInput:
+            pass
     for i, v in enumerate(values):
         validate.ident(v, f"{what} {i}", optional=optional)
     return values

@@ -25,6 +25,7 @@ __all__ = ["Cipher", "Database", "Migration"]
 # write transaction. Steps are applied in order; a part's version is the number applied.
 Migration = Sequence[str] | Callable[[sqlite3.Connection], None]
 
+_AUTOCHECKPOINT = 1000  # SQLite's default: a commit that leaves this many WAL pages checkpoints them
 _BUSY_WORDS = ("database is locked", "database is busy", "database table is locked")
 _CORRUPT_WORDS = ("malformed", "not a database", "corrupt")
 _FULL_WORDS = ("database or disk is full",)
@@ -62,6 +63,7 @@ class Database:
         # sensitive fields (text, metadata, payloads) with it when it is not None.
         self.cipher: Cipher | None = None
         self.immutable = False
+        self._checkpointer: threading.Thread | None = None
         try:
             self._conn: sqlite3.Connection | None = self._connect(path, readonly, busy_timeout)
             conn = self._conn
@@ -126,6 +128,7 @@ class Database:
         return self._conn is None
 
     def close(self) -> None:
+        self._join_checkpoint()  # NOTE: its connection closes first, so ours is last and tidies the WAL
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -147,12 +150,18 @@ class Database:
     # -- transactions -----------------------------------------------------------------------
 
     @contextmanager
-    def write(self, *, wait: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def write(
+        self, *, wait: bool = True, durable: bool = True, checkpoint_behind: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction; commits on success, rolls back on any exception.
 
         With ``wait=False`` a busy lock raises :class:`VaultLocked` at once instead of waiting.
         ``durable=False`` commits without the fsync (``synchronous=NORMAL``): the commit survives a
         process crash but an OS crash may lose it. Only for data the spec lets us lose (access counts).
+        ``checkpoint_behind=True`` (a bulk write, as the outermost transaction): the WAL checkpoint
+        its commit would run (copying every page it wrote into the database file, and an fsync) runs
+        on a worker thread with its own connection instead. The commit is as durable either way: a
+        checkpoint only moves committed pages, and a crash during it leaves them in the WAL.
         """
         if self.readonly:
             raise ReadOnly("this vault was opened read-only (frozen=True); open it without frozen to write")
@@ -167,11 +176,45 @@ class Database:
                 return
             if not durable:
                 conn.execute("PRAGMA synchronous = NORMAL")
+            if checkpoint_behind:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+            committed = False
             try:
                 yield from self._outermost(conn, wait=wait)
+                committed = True
             finally:
                 if not durable:
                     conn.execute("PRAGMA synchronous = FULL")
+                if checkpoint_behind:
+                    conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
+            if committed and checkpoint_behind:
+                self._checkpoint_behind()
+
+    def _checkpoint_behind(self) -> None:
+        """Run a PASSIVE WAL checkpoint on a worker thread (one at a time; a busy one is left to finish)."""
+        if self._checkpointer is not None and self._checkpointer.is_alive():
+            return  # NOTE: later commits' pages go with the next checkpoint (automatic or behind)
+        self._checkpointer = threading.Thread(target=self._checkpoint, name="sigmavault-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
+        except sqlite3.Error:
+            return
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # NOTE: the pages stay in the WAL; the next automatic checkpoint moves them
+        finally:
+            conn.close()
+
+    def _join_checkpoint(self) -> None:
+        """Wait for a checkpoint running behind the writers (before closing, and in tests)."""
+        worker = self._checkpointer
+        if worker is not None:
+            worker.join()
 
     def _outermost(self, conn: sqlite3.Connection, *, wait: bool) -> Iterator[sqlite3.Connection]:
         """Begin, run the write hooks, hand out the connection, then commit or roll back."""

@@ -256,6 +256,20 @@ class Catalog:
             self._states[cid] = fresh
             return fresh
 
+    def cached(self, cid: int, row: int) -> RowState | None:
+        """The loaded row state of ``cid`` if it already covers vector row ``row``, without a query.
+
+        NOTE: rows below a committed watermark never change (writes append; a crash tail lies past
+        it; dropped collections' ids are not reused), so a state loaded earlier serves a row that
+        a record read now points at, whatever another process committed since. A state forgotten
+        after a rollback (loaded_version -1) may describe rows that were never committed: not served.
+        """
+        with self._lock:
+            st = self._states.get(cid)
+        if st is None or st.vectors is None or st.loaded_version < 0 or not 0 <= row < st.info.watermark:
+            return None
+        return st
+
     def fresh_info(self, cid: int) -> CollectionInfo:
         """The catalogue row as of now; inside a write transaction this sees every other commit."""
         return self.state(cid).info

@@ -2,18 +2,25 @@
 
 SQLite verifies the *structure* of its pages, not the values in them: a flipped bit inside a unit's
 ``kind`` or ``metadata`` reads back as a different, well-formed value. Each unit row therefore keeps
-``rec_crc``, a CRC32 of its fields (their tuple's repr, so no two field lists collide), set by
-SQLite triggers on every insert and every update of those fields whatever code path writes them;
-and ``vec_crc``, the CRC32 of its float32 vector row. Readers verify the rows they return;
-``check()`` verifies every row. Access counts and times are left out: they are advisory, batched,
-and allowed to lose their last moments.
+``rec_crc``, a CRC32 of its fields (their tuple's repr, so no two field lists collide), given by
+the one code path that inserts units (``UnitStore.add``, computed in bulk by :func:`unit_crcs`)
+and set by an SQLite trigger on every update of those fields whatever code path writes them;
+and ``vec_crc``, the CRC32 of its float32 vector row. Access counts and times are left out: they
+are advisory, batched, and allowed to lose their last moments.
+
+When they are verified: opening a vault verifies none (it reads only the catalogue and cuts crash
+tails past each watermark). Every read verifies what it returns: ``get`` the record and its vector
+row, a listing (``list(collection)``, ``all(where=...)``, a conversation) each record, a batch at a
+time (:func:`crcs_of` over the rows; a mismatch is found and named row by row), search hits their
+vector rows against the rows that were scored. ``check()`` verifies every record and every row.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from operator import methodcaller
 from typing import Any
 
 from sigmavault.errors import Corrupted
@@ -21,7 +28,18 @@ from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import Vector
 
-__all__ = ["FIELDS", "TRIGGERS", "register", "unit_crc", "verify_hits", "verify_records", "verify_vectors"]
+__all__ = [
+    "DROP_INSERT_TRIGGER",
+    "FIELDS",
+    "TRIGGERS",
+    "crcs_of",
+    "register",
+    "unit_crc",
+    "unit_crcs",
+    "verify_hits",
+    "verify_records",
+    "verify_vectors",
+]
 
 # The unit fields a record checksum covers, in order (SQL column names).
 FIELDS = "uid, collection_id, text, metadata, kind, state, created_at, conversation_id, parent_id, kv_ref"
@@ -37,6 +55,15 @@ TRIGGERS = [
 ]
 
 
+_UTF8 = methodcaller("encode", "utf-8", "surrogatepass")
+
+
+# NOTE: the insert trigger ran a trigger program for every inserted row (about a fifth of the
+# insert's time at 100k units) only to find rec_crc already given; inserts now always give it,
+# and a row that ever came without it would read as "unchecked" in check(), never as damaged.
+DROP_INSERT_TRIGGER = ["DROP TRIGGER IF EXISTS units_rec_crc_insert"]
+
+
 def unit_crc(*fields: Any) -> int:
     """CRC32 over the ``repr`` of ``fields`` (in :data:`FIELDS` order).
 
@@ -45,6 +72,20 @@ def unit_crc(*fields: Any) -> int:
     each field in Python, which matters at a million units per add.
     """
     return zlib.crc32(repr(fields).encode("utf-8", "surrogatepass"))
+
+
+def unit_crcs(*columns: Iterable[Any]) -> list[int]:
+    """:func:`unit_crc` of each row of ``columns`` (in :data:`FIELDS` order; a constant as ``itertools.repeat``).
+
+    NOTE: built from C iterators (zip, repr, encode, crc32): no Python frame per unit, about
+    twice as fast as calling :func:`unit_crc` per row, with the same results.
+    """
+    return crcs_of(zip(*columns, strict=False))  # NOTE: repeat()s are endless; the lists are of one length
+
+
+def crcs_of(records: Iterable[tuple[Any, ...]]) -> list[int]:
+    """:func:`unit_crc` of each tuple of fields (in :data:`FIELDS` order)."""
+    return list(map(zlib.crc32, map(_UTF8, map(repr, records))))
 
 
 def register(conn: sqlite3.Connection) -> None:

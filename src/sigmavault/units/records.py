@@ -1,4 +1,4 @@
-"""Unit records: add, get, update, delete, list; lifecycle and batched access statistics.
+"""Unit records: add, get, update, delete, list; lifecycle (access counts: :mod:`sigmavault.units.access`).
 
 Writes follow the storage rule of the vault: vectors are written and fsynced into the vector
 file first, then one SQLite transaction records the units, their FTS entries and the new
@@ -19,35 +19,43 @@ import json
 import os
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError, VaultLocked
+from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError
 from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import CheckReport, State, Unit, Vector
 from sigmavault.units import integrity, textquery
+from sigmavault.units.access import AccessCounts, Background
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
-from sigmavault.units.values import json_value
+from sigmavault.units.encode import dumps, dumps_all
 
-__all__ = ["NewUnits", "UnitStore", "dumps", "new_ids"]
+__all__ = ["NewUnits", "UnitStore", "dumps", "dumps_all", "new_ids"]
 
+# NOTE: the first ten columns are the fields rec_crc covers, in integrity.FIELDS order, so that a
+# row's checksum is the CRC of the repr of ``row[:10]`` (a whole batch is checked by C iterators).
 _UNIT_COLS = (
-    "u.uid, c.name, u.text, u.metadata, u.kind, u.state, u.created_at, u.accessed_at, u.access_count, "
-    "u.conversation_id, u.parent_id, u.semantic_hash, u.kv_ref, u.vec_row, u.collection_id, c.watermark, "
+    "u.uid, u.collection_id, u.text, u.metadata, u.kind, u.state, u.created_at, u.conversation_id, "
+    "u.parent_id, u.kv_ref, c.name, u.accessed_at, u.access_count, u.semantic_hash, u.vec_row, c.watermark, "
     "u.vec_crc, u.rec_crc"
 )
+_CRC_FIELDS = itemgetter(slice(0, 10))
+_REC_CRC = itemgetter(17)
+_TEXT = itemgetter(2)
+_META = itemgetter(3)
+_PLAIN_TEXT = frozenset({str, type(None)})
+_PLAIN_META = frozenset({str})
 _FROM = "FROM units u JOIN collections c ON c.id = u.collection_id"
-_ACCESS_FLUSH_COUNT = 2048
-_ACCESS_FLUSH_SECONDS = 2.0
 
 
 def new_ids(n: int) -> list[str]:
@@ -72,16 +80,6 @@ class NewUnits:
     kv_refs: list[str | None]
 
 
-# NOTE: one encoder, built once: json.dumps with options builds a new one per call (3x slower).
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=json_value)
-# NOTE: CPython's C encoder called directly: encode() rebuilds it for every call, which is most of
-# the cost of a small dict. Same output as _ENCODER; None where the C accelerator is missing.
-try:
-    _C_ENCODE: Any = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-except (AttributeError, TypeError):
-    _C_ENCODE = None
 # An add at least this large writes its vectors on a second thread while SQLite inserts the rows.
 _PARALLEL_ROWS = 4096
 _STATES = {s.value: s for s in State}
@@ -92,28 +90,13 @@ _U64 = (1 << 64) - 1  # stored as a signed 64-bit integer; handed out unsigned
 _META_REF = re.compile(r"\b(json_type|json_extract)\((u\.)?metadata,")
 
 
-def dumps(meta: Mapping[str, Any]) -> str:
-    """Metadata as the compact JSON stored in the vault (InvalidInput if it cannot be stored)."""
-    try:
-        if _C_ENCODE is not None and type(meta) is dict:
-            return "".join(_C_ENCODE(meta, 0))
-        return _ENCODER.encode(meta)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidInput(f"metadata must be JSON-serialisable (no NaN): {exc}") from None
-
-
 class UnitStore:
     """All reads and writes of unit records, across collections."""
 
     def __init__(self, db: Database, catalog: Catalog) -> None:
         self.db = db
         self.catalog = catalog
-        self._pending: dict[str, tuple[int, float]] = {}
-        self._inflight: dict[str, tuple[int, float]] = {}
-        self._pending_since = 0.0
-        self._plock = threading.Lock()
-        if not db.readonly:
-            db.add_write_hook(self._flush_access_in_txn, on_rollback=self._restore_access)
+        self.access = AccessCounts(db)
         db.conn.create_function("sv_meta", 2, self._sql_meta, deterministic=True)
         integrity.register(db.conn)
 
@@ -152,12 +135,13 @@ class UnitStore:
         if len(set(batch.ids)) != n:
             raise InvalidInput("ids must be unique within one add() call")
         now = time.time()
-        metas: list[Any] = [dumps(m) for m in batch.metadata]  # NOTE: validated before anything is written
+        metas: list[Any] = dumps_all(batch.metadata)  # NOTE: validated before anything is written
         texts: list[Any] = batch.texts
         if self.db.cipher is not None:
             texts = [self._seal(u, "text", t) for u, t in zip(batch.ids, batch.texts, strict=True)]
             metas = [self._seal(u, "metadata", m) for u, m in zip(batch.ids, metas, strict=True)]
-        with self.catalog.guard(cid), self.db.write() as conn:
+        # NOTE: a bulk add's WAL checkpoint (copying its pages into the database file) runs behind it.
+        with self.catalog.guard(cid), self.db.write(checkpoint_behind=n >= _PARALLEL_ROWS) as conn:
             st = self.catalog.state(cid)
             vf = self.catalog.ensure_vectors(st, batch.vectors.shape[1])
             self._check_parents(conn, batch)
@@ -165,7 +149,7 @@ class UnitStore:
             assert st.planes is not None
             # NOTE: the vector write (and its fsync) overlaps the inserts below; it is joined, and so
             # durable, before the transaction can commit.
-            writer = _Background(vf.write_rows, start, batch.vectors) if n >= _PARALLEL_ROWS else None
+            writer = Background(vf.write_rows, start, batch.vectors) if n >= _PARALLEL_ROWS else None
             if writer is None:
                 vf.write_rows(start, batch.vectors)
             try:
@@ -199,53 +183,59 @@ class UnitStore:
         n = len(batch.ids)
         sigs = signatures(batch.vectors, planes)
         crcs = row_crcs(batch.vectors)
-        # NOTE: given here, the record checksum spares the insert trigger a second write per row. It
-        # covers created_at as SQLite stores it: the INSERT below spells `now` as a literal, and
-        # SQLite's own decimal parser may land one ulp away from Python's float.
+        # NOTE: every insert gives the record checksum (there is no insert trigger). It covers
+        # created_at as SQLite stores it: the INSERT below spells `now` as a literal, and SQLite's
+        # own decimal parser may land one ulp away from Python's float.
         stored_now = float(conn.execute(f"SELECT {now!r}").fetchone()[0])
-        recs = [
-            integrity.unit_crc(u, cid, t, m, k, "active", stored_now, c, p, r)
-            for u, t, m, k, c, p, r in zip(
-                batch.ids,
-                texts,
-                metas,
-                batch.kinds,
-                batch.conversation_ids,
-                batch.parent_ids,
-                batch.kv_refs,
-                strict=True,
-            )
-        ]
-        rid0 = int(conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM units").fetchone()[0])
-        rows = zip(
-            range(rid0, rid0 + n),
+        recs = integrity.unit_crcs(
             batch.ids,
-            range(start, start + n),
+            repeat(cid),
             texts,
             metas,
             batch.kinds,
+            repeat("active"),
+            repeat(stored_now),
             batch.conversation_ids,
             batch.parent_ids,
-            sigs.view(np.int64).tolist(),
             batch.kv_refs,
+        )
+        rid0 = int(conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM units").fetchone()[0])
+        cols = ["rid", "uid", "vec_row", "semantic_hash", "vec_crc", "rec_crc"]
+        values: list[Any] = [
+            range(rid0, rid0 + n),
+            batch.ids,
+            range(start, start + n),
+            sigs.view(np.int64).tolist(),
             crcs,
             recs,
-            strict=True,
+        ]
+        # NOTE: a column the whole batch leaves at its default is not bound at all: each bound value
+        # costs the insert about a tenth of its time. The stored value (and so rec_crc) is the same.
+        optional: tuple[tuple[str, list[Any], str | None], ...] = (
+            ("text", texts, None),
+            ("metadata", metas, "{}"),
+            ("kind", batch.kinds, "unit"),
+            ("conversation_id", batch.conversation_ids, None),
+            ("parent_id", batch.parent_ids, None),
+            ("kv_ref", batch.kv_refs, None),
         )
+        for col, given, default in optional:
+            if given.count(default) != n:
+                cols.append(col)
+                values.append(given)
         try:
             # NOTE: the UNIQUE index is the duplicate check; asking first costs a query per 900 ids.
             conn.executemany(
-                "INSERT INTO units (rid, uid, vec_row, text, metadata, kind, conversation_id, parent_id, "
-                f"semantic_hash, kv_ref, vec_crc, rec_crc, collection_id, state, created_at, accessed_at) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {int(cid)}, 'active', {now!r}, {now!r})",
-                rows,
+                f"INSERT INTO units ({', '.join(cols)}, collection_id, state, created_at, accessed_at) "
+                f"VALUES ({', '.join('?' * len(cols))}, {int(cid)}, 'active', {now!r}, {now!r})",
+                zip(*values, strict=True),
             )
         except sqlite3.IntegrityError:
             taken = sorted(_existing(conn, batch.ids))
             if taken:
                 raise InvalidInput(f"id {taken[0]!r} already exists; ids are unique across the vault") from None
             raise
-        if self.db.cipher is None:
+        if self.db.cipher is None and "text" in cols:
             # NOTE: one statement reading the rows just inserted: no second pass of Python bindings.
             conn.execute(
                 "INSERT INTO units_fts (rowid, text) SELECT rid, text FROM units "
@@ -255,7 +245,7 @@ class UnitStore:
         return sigs
 
     def _check_parents(self, conn: sqlite3.Connection, batch: NewUnits) -> None:
-        if not any(p is not None for p in batch.parent_ids):
+        if batch.parent_ids.count(None) == len(batch.parent_ids):
             return
         parents = {p for p in batch.parent_ids if p is not None} - set(batch.ids)
         missing = parents - _existing(conn, list(parents))
@@ -376,9 +366,7 @@ class UnitStore:
             for cid, vec_row in removed:
                 if vec_row is not None:
                     self.catalog.state(cid).codes[vec_row] = 0
-        with self._plock:
-            for uid in uids:
-                self._pending.pop(uid, None)
+        self.access.forget(uids)
         return removed
 
     # -- reads ------------------------------------------------------------------------------
@@ -388,8 +376,8 @@ class UnitStore:
         row = self.db.one(f"SELECT {_UNIT_COLS} {_FROM} WHERE u.uid = ?", (uid,))
         if row is None:
             raise NotFound(f"no unit with id {uid!r}")
-        if cid is not None and row[14] != cid:
-            raise NotFound(f"unit {uid!r} belongs to collection {row[1]!r}, not to the one asked")
+        if cid is not None and row[1] != cid:
+            raise NotFound(f"unit {uid!r} belongs to collection {row[10]!r}, not to the one asked")
         if touch:
             self.touch([uid])
         return self._unit(row, vector=vector)
@@ -491,8 +479,7 @@ class UnitStore:
             )
             if not rows:
                 return
-            for r in rows:
-                yield self._unit(r, vector=False)
+            yield from self._units(rows)
             last = rows[-1][-1]
 
     def rows_matching(self, cid: int, where_sql: str, params: Sequence[Any]) -> np.ndarray:
@@ -517,8 +504,7 @@ class UnitStore:
 
     def conversation(self, conversation_id: str) -> list[Unit]:
         sql = f"SELECT {_UNIT_COLS} {_FROM} WHERE u.conversation_id = ? ORDER BY u.rid"
-        rows = self.db.all(sql, (conversation_id,))
-        return [self._unit(r, vector=False) for r in rows]
+        return self._units(self.db.all(sql, (conversation_id,)))
 
     def parent_of(self, uid: str) -> str | None:
         row = self.db.one("SELECT parent_id FROM units WHERE uid = ?", (uid,))
@@ -534,6 +520,48 @@ class UnitStore:
         rows = self.db.all(f"SELECT state, COUNT(*) FROM units {scope} GROUP BY state", () if cid is None else (cid,))
         return {r[0]: int(r[1]) for r in rows}
 
+    def _units(self, rows: list[Any]) -> list[Unit]:
+        """Units (without vectors) of a batch of rows: checked and decoded batch-wide when the rows are plain.
+
+        NOTE: loading every unit is dominated by per-row Python. A batch whose records all match
+        their rec_crc (checked by C iterators over ``row[:10]``), with plain text and metadata and
+        no access counts pending, is decoded with one JSON parse of all its metadata and Units
+        built positionally; anything else (a damaged row, a sealed field, an unchecked record)
+        goes row by row through :meth:`_unit`, which raises the same errors as before.
+        """
+        if not rows or self.access.any_pending():
+            return [self._unit(r, vector=False) for r in rows]
+        try:
+            if (
+                _PLAIN_TEXT.issuperset(map(type, map(_TEXT, rows)))
+                and _PLAIN_META.issuperset(map(type, map(_META, rows)))
+                and list(map(_REC_CRC, rows)) == integrity.crcs_of(map(_CRC_FIELDS, rows))
+            ):
+                metas = json.loads(f"[{','.join(map(_META, rows))}]")
+                if len(metas) == len(rows):
+                    states = _STATES
+                    return [
+                        Unit(
+                            r[0],
+                            r[10],
+                            r[2],
+                            m,
+                            r[4],
+                            states[r[5]],
+                            r[6],
+                            r[11],
+                            r[12],
+                            r[7],
+                            r[8],
+                            r[13] & _U64,
+                            r[9],
+                        )
+                        for r, m in zip(rows, metas, strict=True)
+                    ]
+        except (KeyError, ValueError, TypeError, OverflowError, RecursionError):
+            pass  # NOTE: found and named row by row below
+        return [self._unit(r, vector=False) for r in rows]
+
     def _unit(self, r: Sequence[Any], *, vector: bool) -> Unit:
         try:
             return self._decode(r, vector=vector)
@@ -547,23 +575,21 @@ class UnitStore:
             ) from exc
 
     def _decode(self, r: Sequence[Any], *, vector: bool) -> Unit:
-        if r[17] is not None and r[17] != integrity.unit_crc(
-            r[0], r[14], r[2], r[3], r[4], r[5], r[6], r[9], r[10], r[12]
-        ):
+        if r[17] is not None and r[17] != integrity.unit_crc(*r[:10]):
             raise Corrupted(f"unit {r[0]!r}: its stored record fails its checksum; run `sigmavault check`")
-        count, seen = r[8], r[7]
-        pending = self._pending.get(r[0])
+        count, seen = r[12], r[11]
+        pending = self.access.pending(r[0])
         if pending is not None:
             count, seen = count + pending[0], max(seen, pending[1])
         vec = None
-        if vector and r[13] is not None:
-            vec = self._vector(r[0], r[14], r[13], r[15], r[16])
+        if vector and r[14] is not None:
+            vec = self._vector(r[0], r[1], r[14], r[15], r[16])
         text = r[2]
         if text is not None and type(text) is not str:
             text = self._open(r[0], "text", text)
         return Unit(
             id=r[0],
-            collection=r[1],
+            collection=r[10],
             text=text,
             metadata=self._meta(r[0], r[3]),
             kind=r[4],
@@ -571,10 +597,10 @@ class UnitStore:
             created_at=r[6],
             accessed_at=seen,
             access_count=count,
-            conversation_id=r[9],
-            parent_id=r[10],
-            semantic_hash=r[11] & _U64,
-            kv_ref=r[12],
+            conversation_id=r[7],
+            parent_id=r[8],
+            semantic_hash=r[13] & _U64,
+            kv_ref=r[9],
             vector=vec,
         )
 
@@ -585,9 +611,9 @@ class UnitStore:
                 f"unit {uid!r}: its vector row {row!r} lies outside the {watermark} committed rows of its "
                 "collection; run `sigmavault check`"
             )
-        st = self.catalog.state(cid)
-        # NOTE: the cache is at least as new as the record just read: this process moves it inside its
-        # own write transactions, and state() reloads it when another process has committed since.
+        # NOTE: a state loaded earlier that covers the row serves it (see Catalog.cached) without the
+        # data_version query; otherwise state() reloads it when another process has committed since.
+        st = self.catalog.cached(cid, row) or self.catalog.state(cid)
         vec = self.catalog.row_vector(st, row)
         if crc is not None and row_crcs(vec[None, :])[0] != crc:
             raise Corrupted(
@@ -599,49 +625,14 @@ class UnitStore:
     # -- access statistics ------------------------------------------------------------------
 
     def touch(self, uids: Sequence[str]) -> None:
-        """Count an access now; persisted in batches (a crash may lose the last ~2 s of counts)."""
-        if self.db.readonly or not uids:
-            return
-        now = time.time()
-        with self._plock:
-            if not self._pending:
-                self._pending_since = now
-            for uid in uids:
-                c, _ = self._pending.get(uid, (0, 0.0))
-                self._pending[uid] = (c + 1, now)
-            due = len(self._pending) >= _ACCESS_FLUSH_COUNT or now - self._pending_since > _ACCESS_FLUSH_SECONDS
-        if due:
-            self.flush_access(wait=False)
+        """Count an access now; persisted in batches (see :mod:`sigmavault.units.access`)."""
+        self.access.touch(uids)
 
     def flush_access(self, *, wait: bool = True) -> None:
-        if not self._pending or self.db.readonly:
-            return
-        try:
-            # NOTE: access counts may lose their last moments (documented), so this commit skips
-            # the fsync that would otherwise land on the reader's thread.
-            with self.db.write(wait=wait, durable=False):
-                pass  # the write hook does the work inside the transaction
-        except VaultLocked:
-            if wait:
-                raise
-
-    def _flush_access_in_txn(self) -> None:
-        with self._plock:
-            pending, self._pending = self._pending, {}
-            self._inflight = pending
-        if pending:
-            self.db.conn.executemany(
-                "UPDATE units SET access_count = access_count + ?, accessed_at = MAX(accessed_at, ?) WHERE uid = ?",
-                [(c, t, uid) for uid, (c, t) in pending.items()],
-            )
-
-    def _restore_access(self) -> None:
-        """The transaction that took the pending counts rolled back: keep them for the next one."""
-        with self._plock:
-            for uid, (c, t) in self._inflight.items():
-                c2, t2 = self._pending.get(uid, (0, 0.0))
-                self._pending[uid] = (c + c2, max(t, t2))
-            self._inflight = {}
+        """Persist pending access counts now (after any flush running behind the callers)."""
+        if wait:
+            self.access.join()
+        self.access.flush(wait=wait)
 
 
 def _existing(conn: sqlite3.Connection, uids: Sequence[str]) -> set[str]:
@@ -651,26 +642,3 @@ def _existing(conn: sqlite3.Connection, uids: Sequence[str]) -> set[str]:
         marks = ",".join("?" * len(chunk))
         found.update(r[0] for r in conn.execute(f"SELECT uid FROM units WHERE uid IN ({marks})", chunk))
     return found
-
-
-class _Background(threading.Thread):
-    """One call on another thread, so that a disk write and its fsync overlap SQLite work."""
-
-    def __init__(self, fn: Any, *args: Any) -> None:
-        super().__init__(name="sigmavault-vector-write", daemon=True)
-        self._call = (fn, args)
-        self._error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        fn, args = self._call
-        try:
-            fn(*args)
-        except BaseException as exc:  # NOTE: handed to the caller by result()
-            self._error = exc
-
-    def result(self) -> None:
-        """Wait for the call; raise what it raised."""
-        self.join()
-        if self._error is not None:
-            raise self._error

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sigmavault.store import Migration
-from sigmavault.units.integrity import TRIGGERS
+from sigmavault.units.integrity import DROP_INSERT_TRIGGER, TRIGGERS
 
 __all__ = ["MIGRATIONS", "PART"]
 
@@ -61,4 +61,6 @@ MIGRATIONS: list[Migration] = [
     ["ALTER TABLE units ADD COLUMN vec_crc INTEGER"],
     # CRC32 of each unit record's fields, kept by triggers (see units/integrity.py).
     TRIGGERS,
+    # Inserts give rec_crc themselves; the insert trigger only cost time (see units/integrity.py).
+    DROP_INSERT_TRIGGER,
 ]
