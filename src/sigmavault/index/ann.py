@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -320,6 +321,11 @@ class AnnIndex:
         return cls(index, params, dim)
 
 
+@lru_cache(maxsize=256)
+def _with_defaults(q: QueryParams, kind: str) -> QueryParams:
+    return q.with_defaults(kind)
+
+
 def _sample(rows: Rows, size: int, rng: np.random.Generator) -> Rows:
     if len(rows) <= size:
         return rows
@@ -442,7 +448,7 @@ def search(
     search (cost: the candidates, not the collection) and only queries left with fewer than ``k``
     are searched again with the selector.
     """
-    q = q.with_defaults(ann.params.kind)
+    q = _with_defaults(q, ann.params.kind)
     depth = max(k, k * q.rerank)
     rows_total = matrix.shape[0]
     if selector:
@@ -461,6 +467,9 @@ def search(
     best = refine(matrix, queries, cands, k, metric=metric)
     if covers < rows_total:
         tail_mask = eligible.mask(covers, rows_total)
+        if queries.shape[0] < 8:
+            # NOTE: FAISS's one-thread loop over the listed rows: no BLAS fan-out for one query.
+            return merge(best, exact_rows(matrix, queries, np.flatnonzero(tail_mask) + covers, k, metric=metric), k)
         tail = exact_search(matrix[covers:rows_total], queries, k, metric=metric, mask=tail_mask)
         shifted = np.where(tail[1] >= 0, tail[1] + covers, -1)
         best = merge(best, (tail[0], shifted), k)
