@@ -482,10 +482,11 @@ class Collection:
         if mode == "text":
             assert text is not None
             return self._ctx.search.text(self._id, text, k, where=where, states=states)
-        if self.dim is None:
+        dim = self.dim  # NOTE: read once: each read asks SQLite whether another process committed
+        if dim is None:
             return []
         if vector is not None:
-            qvec = check_matrix(vector, rows=1, dim=self.dim)
+            qvec = check_matrix(vector, rows=1, dim=dim)
         else:
             assert text is not None
             qvec = self._embed([text], record=False)  # NOTE: a search never writes (frozen vaults search too)

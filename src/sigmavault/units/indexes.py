@@ -68,6 +68,7 @@ MIGRATIONS: list[Migration] = [
 
 CHOICES = ("auto", "exact", *KINDS)
 AUTO_MIN_ROWS = 20_000  # "auto" searches exactly below this many live vectors (it is fast and perfect there)
+AUTO_KIND = "hnsw"  # and with this kind above (docs/architecture.md, "Index choice", has the numbers)
 MIN_ANN_ROWS = 1_000  # every kind searches exactly below this many live vectors
 SYNC_LOAD_BYTES = 256 << 20  # index files up to this size are verified and loaded by the first search
 TAIL_MAX = 8_192  # rows past the index scanned exactly before the index is extended
@@ -85,7 +86,7 @@ class IndexConfig:
     ef_construction: int = 40
     nlist: int = 0
     bits: int = 0
-    ef: int = 128
+    ef: int = 0  # 0: by the index's size (index.ann.default_ef)
     nprobe: int = 0
     rerank: int = 0
 
@@ -196,7 +197,7 @@ class IndexManager:
         if live < MIN_ANN_ROWS:
             return "exact"
         if cfg.kind == "auto":
-            return "ivf-rabitq" if live >= AUTO_MIN_ROWS else "exact"
+            return AUTO_KIND if live >= AUTO_MIN_ROWS else "exact"
         return cfg.kind
 
     def prepare(self, st: RowState) -> Loaded | None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sigmavault.index import exact_search, hamming_similarity
-from sigmavault.index.ann import Eligible, MaskEligible, exact_rows, search
+from sigmavault.index.ann import FEW_QUERIES, Eligible, MaskEligible, exact_rows, search, threads_for
 from sigmavault.types import Hit, State, Vector
 from sigmavault.units.catalog import STATE_CODES, Catalog, RowState
 from sigmavault.units.filters import compile_where
@@ -37,8 +37,6 @@ _SELECTIVE = 0.2
 # exactly on the matching rows: cheap there, and an ID selector loses recall when few rows pass.
 _EXACT_ROWS = 10_000
 _EXACT_SHARE = 0.05
-# NOTE: below this many queries an exact search runs in FAISS's one-thread loop, not a BLAS product.
-_FEW = 8
 # NOTE: SQLite binds at most 32766 parameters per statement; hydrate hits in chunks below that.
 _LOOKUP_CHUNK = 30_000
 # SQLite binds a LIMIT as a signed 64-bit integer; no text search returns more rows than this anyway.
@@ -109,8 +107,14 @@ class SearchEngine:
         handle = self.indexes.prepare(st) if self.indexes is not None else None
         if st.info.metric == "cosine":
             queries = _unit_rows(queries)
-        if handle is not None:
-            return self._approximate(st, handle, queries, k, where, states, knobs)
+        with threads_for(len(queries)):
+            if handle is not None:
+                return self._approximate(st, handle, queries, k, where, states, knobs)
+            return self._exact(st, queries, k, where, states)
+
+    def _exact(
+        self, st: RowState, queries: Vector, k: int, where: Mapping[str, Any] | None, states: tuple[State, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         snap = st.snapshot()
         k = _bounded(k, len(snap))
         matrix = snap.matrix
@@ -126,7 +130,7 @@ class SearchEngine:
                 narrowed = np.zeros_like(mask)
                 narrowed[subset] = True
                 mask = narrowed
-        if rows is None and len(queries) < _FEW:
+        if rows is None and len(queries) < FEW_QUERIES:
             # NOTE: a few queries are scored in FAISS's one-thread loop over the eligible rows: a
             # BLAS product for one query fans out over every core and stalls on a busy machine.
             rows = np.flatnonzero(mask)
@@ -171,7 +175,7 @@ class SearchEngine:
             # NOTE: fewer rows pass, so the nearest ones that do lie farther out: widen the search.
             boost = int(min(8, max(1, round(0.25 * n / len(subset)))))
             nprobe = handle.ann.nprobe_for(q) * boost if handle.ann.nlist else q.nprobe
-            q = replace(q, ef=q.ef * boost, nprobe=nprobe)
+            q = replace(q, ef=handle.ann.ef_for(q) * boost, nprobe=nprobe)
             selector = True
         scores, rows = search(
             handle.ann,
