@@ -245,10 +245,13 @@ class AnnIndex:
         self.nlist = int(index.nlist) if params.kind == "ivf-rabitq" else 0
         self._param_cache: dict[tuple[int, int, int, int], Any] = {}
         self._graph: tuple[Any, Rows] | None = None
+        self._ntotal = -1
 
     @property
     def ntotal(self) -> int:
-        return int(self.index.ntotal)
+        if self._ntotal < 0:  # NOTE: a SWIG attribute read costs microseconds; asked twice per search
+            self._ntotal = int(self.index.ntotal)
+        return self._ntotal
 
     def nprobe_for(self, q: QueryParams) -> int:
         return min(q.nprobe, self.nlist) if q.nprobe else default_nprobe(self.nlist, self.ntotal)
@@ -298,6 +301,7 @@ class AnnIndex:
             chunk = np.ascontiguousarray(rows[start : start + _ADD_CHUNK], dtype=np.int64)
             self.index.add_with_ids(np.ascontiguousarray(matrix[chunk]), chunk)
             self._graph = None
+            self._ntotal = -1
             done += len(chunk)
             if progress is not None:
                 progress(done, len(rows))

@@ -45,6 +45,10 @@ class Jobs:
             self._cond.notify_all()
             return True
 
+    def queued(self, key: int) -> bool:
+        """Whether ``key`` has a job waiting to start."""
+        return key in self._work
+
     def busy(self, key: int) -> bool:
         """Whether ``key`` has a job queued or running."""
         return key in self._work or self._running == key

@@ -259,7 +259,9 @@ class IndexManager:
 
     def _schedule(self, st: RowState) -> None:
         cid = st.info.id
-        if self._jobs.busy(cid) or self._failed.get(cid) == st.rows:
+        # NOTE: a job already running may have started from an older state (or be discarded by
+        # a rollback): one more is queued behind it, and costs nothing when there is nothing to do.
+        if self._jobs.queued(cid) or self._failed.get(cid) == st.rows:
             return
         self._jobs.schedule(cid, lambda: self._refresh(cid))
 
