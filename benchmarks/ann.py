@@ -147,9 +147,11 @@ def build_vault(root: Path, x: np.ndarray, texts: list[str] | None, kind: str) -
         col.add(texts, vectors=x, ids=[str(i) for i in range(len(x))], progress=progress)
         ingest = time.perf_counter() - start
         start = time.perf_counter()
-        col.build_index()
+        # NOTE: the add started the build on the background thread (build_index: a tree from before it)
+        if not hasattr(col, "wait_index"):
+            col.build_index()
+        info = (col.wait_index() if hasattr(col, "wait_index") else col.index_info())["file"]
         build = time.perf_counter() - start
-        info = col.index_info()["file"]
     vector_bytes = sum(p.stat().st_size for p in (root / "vectors").glob("*"))
     return {
         "ingest_s": round(ingest, 2),
@@ -189,6 +191,38 @@ def build_raw(x: np.ndarray, params: dict[str, Any], path: Path) -> dict[str, An
     return {"build_s": round(build, 2), "index_bytes": path.stat().st_size}
 
 
+def build_flat(x: np.ndarray, m: int, ef_construction: int, path: Path) -> dict[str, Any]:
+    """Raw FAISS HNSW over float32 (IndexHNSWFlat, M and efConstruction as the vault's): the peer of issue 14."""
+    import faiss
+
+    start = time.perf_counter()
+    index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    for s in range(0, len(x), 50_000):
+        index.add(np.ascontiguousarray(x[s : s + 50_000]))
+    build = time.perf_counter() - start
+    faiss.write_index(index, str(path))
+    return {"build_s": round(build, 2), "index_bytes": path.stat().st_size}
+
+
+EF_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+def tune_flat(path: Path, q: np.ndarray, truth: np.ndarray, want: float) -> dict[str, Any]:
+    """The smallest efSearch at which raw HNSWFlat reaches ``want`` recall@10 (the vault's), and the curve."""
+    import faiss
+
+    index = faiss.read_index(str(path))
+    curve = {}
+    for ef in EF_STEPS:
+        sp = faiss.SearchParametersHNSW()
+        sp.efSearch = ef
+        curve[ef] = round(recall(np.asarray(index.search(q, K, params=sp)[1]), truth), 4)
+        if curve[ef] >= want:
+            return {"ef": ef, "recall_at_10": curve[ef], "curve": curve}
+    return {"ef": EF_STEPS[-1], "recall_at_10": curve[EF_STEPS[-1]], "curve": curve, "short_of_target": True}
+
+
 # -- measuring (each in a fresh process) ------------------------------------------------------
 
 
@@ -214,11 +248,13 @@ class Searchers:
         self.q = q
         start = time.perf_counter()
         if which == "vault":
-            knobs = {k: v for k, v in knobs.items() if v}
+            # NOTE: "defaults" measures what a user gets without passing a knob
+            knobs = {} if knobs.get("defaults") else {k: knobs[k] for k in ("ef", "nprobe", "rerank") if knobs.get(k)}
             self.vault = sv.open(target)
             col = self.vault.collection("bench", embedder=None)
-            col.search(q[0], K, **knobs)
-            self.index_file = col.index_info()["file"]["name"]
+            col.search(q[0], K, **knobs)  # reopen + first query: never waits for an index build
+            self.first_query_s = time.perf_counter() - start
+            self.index_file = (col.wait_index() if hasattr(col, "wait_index") else col.index_info())["file"]["name"]
             self.single = lambda v: col.search(v, K, **knobs)
             self.batch_hits = lambda: col.search_batch(q, K, **knobs)
             self.batch_untouched = lambda: col.search_batch(q, K, touch=False, **knobs)
@@ -226,6 +262,16 @@ class Searchers:
             # metadata): shows how much of the tax is hydration.
             engine, cid = self.vault.context.search, col.info.id
             self.core = lambda: engine.vector_rows(cid, q, K, **knobs)
+        elif which == "flat":
+            index = faiss.read_index(target)
+            fp = faiss.SearchParametersHNSW()
+            fp.efSearch = knobs["flat_ef"]
+            index.search(q[:1], K, params=fp)
+            self.first_query_s = time.perf_counter() - start
+            self.single = lambda v: index.search(v[None, :], K, params=fp)
+            self.core = lambda: index.search(q, K, params=fp)
+            self.batch_hits = self.core
+            self.batch_untouched = self.core
         else:
             index = faiss.read_index(target)
             base = faiss.downcast_index(index.base_index)
@@ -240,6 +286,7 @@ class Searchers:
             sp.k_factor = float(knobs["rerank"])
             sp.base_index_params = bp
             index.search(q[:1], K, params=sp)
+            self.first_query_s = time.perf_counter() - start
             self.single = lambda v: index.search(v[None, :], K, params=sp)
             self.core = lambda: index.search(q, K, params=sp)
             self.batch_hits = self.core
@@ -259,36 +306,42 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         sv.set_threads(args.threads)
-    if args.child in ("vault", "raw"):
+    if args.child in ("vault", "raw", "flat"):
         # Open time, recall and memory of one side alone, in a fresh process.
         s = Searchers(args.child, args.target, q, knobs)
-        out: dict[str, Any] = {"open_s": round(s.open_s, 3), "recall_at_10": round(recall(s.found(), truth), 4)}
+        out: dict[str, Any] = {
+            "open_s": round(s.open_s, 3),
+            "reopen_first_query_s": round(s.first_query_s, 3),
+            "recall_at_10": round(recall(s.found(), truth), 4),
+        }
         out.update(memory_mb())
         if args.child == "vault":
             out["index_file"] = s.index_file
         print(json.dumps(out))
         return
     # Speed of both sides in one process, interleaved, so both see the same machine load.
-    vault_target, raw_target = args.target.split("|")
+    vault_target, raw_target, flat_target = args.target.split("|")
     sides = {
         "sigmavault": Searchers("vault", vault_target, q, knobs),
         "raw_faiss": Searchers("raw", raw_target, q, knobs),
+        "raw_hnsw_flat": Searchers("flat", flat_target, q, knobs),
     }
-    # NOTE: one query at a time runs on one FAISS thread (as a server thread per request would):
-    # OpenMP fan-out buys nothing for one query and, on a busy machine, costs milliseconds.
-    batch_threads = sv.get_threads()
-    sv.set_threads(1)
+    # NOTE: single queries run with the default threads (all cores), as a user gets them: one
+    # query must not fan out over OpenMP/BLAS threads and stall (issue 14).
     for s in sides.values():
         for v in q[:50]:
             s.single(v)
+    # NOTE: wall time and this thread's CPU time: on a shared machine at load 10 a query that is
+    # descheduled once waits ~10 ms, which swamps the work; the CPU time is the work itself.
     lat: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
     for i, v in enumerate(q):
         order = list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]
         for name, s in order:
-            t = time.perf_counter()
+            c, t = time.thread_time(), time.perf_counter()
             s.single(v)
             lat[name].append(time.perf_counter() - t)
-    sv.set_threads(batch_threads)
+            cpu[name].append(time.thread_time() - c)
     timing: dict[str, dict[str, float]] = {
         name: {"batch": np.inf, "untouched": np.inf, "core": np.inf} for name in sides
     }
@@ -304,10 +357,13 @@ def child(args: argparse.Namespace) -> None:
         out[name] = {
             "p50_ms": round(float(np.percentile(ms, 50)), 4),
             "p99_ms": round(float(np.percentile(ms, 99)), 4),
+            "p50_cpu_ms": round(float(np.percentile(cpu[name], 50)) * 1e3, 4),
+            "p99_cpu_ms": round(float(np.percentile(cpu[name], 99)) * 1e3, 4),
             "batch_qps": round(len(q) / timing[name]["batch"]),
             "batch_qps_touch_false": round(len(q) / timing[name]["untouched"]),
             "batch_qps_without_hits": round(len(q) / timing[name]["core"]),
         }
+    out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out))
 
 
@@ -317,6 +373,15 @@ def child(args: argparse.Namespace) -> None:
 def run_set(
     name: str, x: np.ndarray, q: np.ndarray, texts: list[str] | None, kinds: list[str], work: Path, threads: int
 ) -> dict[str, Any]:
+    from sigmavault.index.ann import QueryParams, default_nprobe
+
+    try:
+        from sigmavault.index.ann import default_ef
+    except ImportError:  # NOTE: a tree from before issue 14 (for a before/after run): ef was 128
+
+        def default_ef(entries: int) -> int:
+            return 128
+
     log(f"{name}: {len(x):,} x {x.shape[1]} vectors, {len(q)} queries; brute-force ground truth")
     start = time.perf_counter()
     truth = ground_truth(x, q)
@@ -325,34 +390,52 @@ def run_set(
     qpath, gpath = work / f"{name}-queries.npy", work / f"{name}-truth.npy"
     np.save(qpath, q)
     np.save(gpath, truth)
+    flat_path = work / f"{name}-hnsw-flat.faiss"
+    log(f"{name}: raw FAISS HNSWFlat (M 32, efConstruction 40), the peer tuned to each kind's recall")
+    result["raw_hnsw_flat_build"] = build_flat(x, 32, 40, flat_path)
     for kind in kinds:
-        from sigmavault.index.ann import QueryParams, default_nprobe
-
-        log(f"{name}/{kind}: sigmavault add + build")
+        log(f"{name}/{kind}: sigmavault add + background build")
         root = work / f"{name}-{kind}-vault"
         built = build_vault(root, x, texts, kind)
-        defaults = QueryParams().with_defaults(kind)
-        nprobe = default_nprobe(built["params"]["nlist"], len(x)) if kind != "hnsw" else 0
-        knobs = {"ef": defaults.ef, "nprobe": nprobe, "rerank": defaults.rerank}
-        log(f"{name}/{kind}: raw FAISS build (same parameters)")
+        actual = built["params"]["kind"]
+        defaults = QueryParams().with_defaults(actual)
+        nprobe = default_nprobe(built["params"]["nlist"], len(x)) if actual != "hnsw" else 0
+        knobs = {"ef": default_ef(len(x)), "nprobe": nprobe, "rerank": defaults.rerank}
+        log(f"{name}/{kind}: raw FAISS build (same parameters as the vault's {actual})")
         raw_path = work / f"{name}-{kind}-raw.faiss"
         raw_built = build_raw(x, built["params"], raw_path)
         log(f"{name}/{kind}: open, recall and memory of each in a fresh process; then speed side by side")
-        vault = measure("vault", str(root), qpath, gpath, knobs, threads)
+        vault = measure("vault", str(root), qpath, gpath, {} if kind == "auto" else knobs, threads)
         raw = measure("raw", str(raw_path), qpath, gpath, knobs, threads)
-        speed = measure("compare", f"{root}|{raw_path}", qpath, gpath, knobs, threads)
+        tuned = tune_flat(flat_path, q, truth, want=min(vault["recall_at_10"], 0.99))
+        knobs["flat_ef"] = tuned["ef"]
+        knobs["defaults"] = int(kind == "auto")
+        flat = measure("flat", str(flat_path), qpath, gpath, knobs, threads)
+        speed = measure("compare", f"{root}|{raw_path}|{flat_path}", qpath, gpath, knobs, threads)
         raw_path.unlink()
         shutil.rmtree(root, ignore_errors=True)
         sv_side = {**built, **vault, **speed["sigmavault"]}
         sv_side["opened_without_rebuild"] = sv_side.pop("index_file") == built["index_file"]
         sv_side.pop("params")
         raw_side = {**raw_built, **raw, **speed["raw_faiss"]}
-        raw_side.pop("batch_qps_without_hits")
-        raw_side.pop("batch_qps_touch_false")
+        flat_side = {**result["raw_hnsw_flat_build"], **flat, **speed["raw_hnsw_flat"], "tuning": tuned}
+        for side in (raw_side, flat_side):
+            side.pop("batch_qps_without_hits")
+            side.pop("batch_qps_touch_false")
+        to_flat = {
+            "p50_latency": round(sv_side["p50_ms"] / flat_side["p50_ms"], 3),
+            "p99_latency": round(sv_side["p99_ms"] / flat_side["p99_ms"], 3),
+            "p50_cpu": round(sv_side["p50_cpu_ms"] / flat_side["p50_cpu_ms"], 3),
+            "p99_cpu": round(sv_side["p99_cpu_ms"] / flat_side["p99_cpu_ms"], 3),
+            "batch_qps": round(sv_side["batch_qps"] / flat_side["batch_qps"], 3),
+            "batch_qps_touch_false": round(sv_side["batch_qps_touch_false"] / flat_side["batch_qps"], 3),
+            "reopen_first_query": round(vault["reopen_first_query_s"] / flat["reopen_first_query_s"], 3),
+        }
         result[kind] = {
             "params": {**built["params"], **knobs},
             "sigmavault": sv_side,
             "raw_faiss": raw_side,
+            "raw_hnsw_flat_same_recall": flat_side,
             "ratio_vault_over_raw": {
                 "batch_qps": round(sv_side["batch_qps"] / raw_side["batch_qps"], 3),
                 "batch_qps_touch_false": round(sv_side["batch_qps_touch_false"] / raw_side["batch_qps"], 3),
@@ -364,9 +447,60 @@ def run_set(
                 "rss": round(vault["rss_mb"] / raw["rss_mb"], 3),
                 "rss_anon": round(vault["rss_anon_mb"] / raw["rss_anon_mb"], 3),
             },
+            "ratio_vault_over_raw_hnsw_flat_same_recall": to_flat,
+            # NOTE: issue 14's targets, each against the peer measured in the same run
+            "targets": {
+                "recall_at_10_ge_0.95": vault["recall_at_10"] >= 0.95,
+                "p50_le_1.5x_raw_hnsw": to_flat["p50_latency"] <= 1.5,
+                "p50_cpu_le_1.5x_raw_hnsw": to_flat["p50_cpu"] <= 1.5,
+                "batch_qps_ge_0.9x_raw_hnsw_with_access_counting": to_flat["batch_qps"] >= 0.9,
+                "reopen_first_query_le_0.5_s": vault["reopen_first_query_s"] <= 0.5,
+            },
         }
-        log(f"{name}/{kind}: {json.dumps(result[kind]['ratio_vault_over_raw'])}")
+        log(f"{name}/{kind}: {json.dumps(result[kind]['ratio_vault_over_raw_hnsw_flat_same_recall'])}")
+        log(f"{name}/{kind}: targets {json.dumps(result[kind]['targets'])}")
+    flat_path.unlink()
     return result
+
+
+def exact_small(work: Path, n: int = 10_000, queries: int = 300) -> dict[str, Any]:
+    """Exact search at 10k (the "auto" default there), one query at a time, against FAISS's IndexFlatIP."""
+    import faiss
+
+    import sigmavault as sv
+
+    x, q = clustered(n, 384, seed=7, queries=queries)
+    root = work / "exact-vault"
+    shutil.rmtree(root, ignore_errors=True)
+    flat = faiss.IndexFlatIP(384)
+    flat.add(x)
+    with sv.open(root) as vault:
+        col = vault.collection("bench", embedder=None)
+        col.add(vectors=x)
+        lat: dict[str, list[float]] = {"sigmavault": [], "faiss_flat": []}
+        cpu: dict[str, list[float]] = {"sigmavault": [], "faiss_flat": []}
+        sides = {"sigmavault": lambda v: col.search(v, K), "faiss_flat": lambda v: flat.search(v[None, :], K)}
+        for v in q[:30]:
+            for fn in sides.values():
+                fn(v)
+        for v in q:
+            for name, fn in sides.items():
+                c, t = time.thread_time(), time.perf_counter()
+                fn(v)
+                lat[name].append(time.perf_counter() - t)
+                cpu[name].append(time.thread_time() - c)
+    shutil.rmtree(root, ignore_errors=True)
+    out: dict[str, Any] = {
+        name: {
+            "p50_ms": round(float(np.percentile(ts, 50)) * 1e3, 4),
+            "p99_ms": round(float(np.percentile(ts, 99)) * 1e3, 4),
+            "p50_cpu_ms_this_thread": round(float(np.percentile(cpu[name], 50)) * 1e3, 4),
+        }
+        for name, ts in lat.items()
+    }
+    out["p50_ratio"] = round(out["sigmavault"]["p50_ms"] / out["faiss_flat"]["p50_ms"], 3)
+    out["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    return out
 
 
 def main() -> None:
@@ -377,11 +511,15 @@ def main() -> None:
     parser.add_argument("--text-units", type=int, default=30_000, help="Debian descriptions stored (default 30k)")
     parser.add_argument("--no-text", action="store_true", help="skip the Debian/MiniLM set")
     parser.add_argument("--no-clustered", action="store_true", help="skip the clustered set")
-    parser.add_argument("--kinds", default="ivf-rabitq,hnsw", help="comma-separated: ivf-rabitq, hnsw")
+    parser.add_argument(
+        "--kinds", default="auto,ivf-rabitq", help="comma-separated: auto (the default), ivf-rabitq, hnsw"
+    )
     parser.add_argument("--threads", type=int, default=0, help="FAISS threads (default: all cores)")
-    parser.add_argument("--quick", action="store_true", help="100k vectors, 5k texts, 200 queries")
+    parser.add_argument(
+        "--quick", action="store_true", help="50k vectors, 200 queries, the default kind only, no texts"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
-    parser.add_argument("--child", choices=("vault", "raw", "compare"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("vault", "raw", "flat", "compare"), help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--q", help=argparse.SUPPRESS)
     parser.add_argument("--gt", help=argparse.SUPPRESS)
@@ -391,7 +529,8 @@ def main() -> None:
         child(args)
         return
     if args.quick:
-        args.n, args.text_units, args.queries = min(args.n, 100_000), min(args.text_units, 5_000), 200
+        args.n, args.text_units, args.queries = min(args.n, 50_000), min(args.text_units, 5_000), 200
+        args.kinds, args.no_text = "auto", True
     import faiss
 
     if args.threads:
@@ -407,7 +546,10 @@ def main() -> None:
         "threads": faiss.omp_get_max_threads(),
         "cpus": os.cpu_count(),
         "k": K,
+        "loadavg_start": [round(v, 2) for v in os.getloadavg()],
     }
+    log("exact search at 10k, one query at a time")
+    report["exact_10k_single_query"] = exact_small(work)
     if not args.no_clustered:
         log(f"generating {args.n:,} x {args.dim} clustered vectors (seeded)")
         x, q = clustered(args.n, args.dim, seed=42, queries=args.queries)
@@ -417,6 +559,7 @@ def main() -> None:
         x, q, texts = debian(args.out, args.text_units, args.queries)
         report["debian_minilm"] = run_set("debian", x, q, texts, kinds, work, args.threads)
     report["total_s"] = round(time.perf_counter() - started, 1)
+    report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(report, indent=2))
 
 

@@ -74,8 +74,8 @@ def test_missing_or_damaged_index_file_is_rebuilt_on_open(tmp_path: Path, kind: 
         report = vault.check()
         assert report.ok and any("rebuilt on next search" in n for n in report.notes)
         col = vault.collection("c", embedder=None)
-        found = top_ids(col)
-        info = col.index_info()
+        found = top_ids(col)  # answered exactly while the index is rebuilt in the background
+        info = col.wait_index()
         assert vault.check().notes == [n for n in vault.check().notes if "index:" not in n]
     (new,) = index_files(path)
     assert new.name != old.name and info["file"]["name"] == new.name
@@ -94,7 +94,7 @@ def test_rows_added_after_the_index_are_found_and_later_folded_in(tmp_path: Path
         extra = vectors(TAIL_MAX + 10, seed=3)
         col.add(vectors=extra, ids=[f"x{i}" for i in range(len(extra))])
         col.search(QUERIES[0], 5)
-        info = col.index_info()
+        info = col.wait_index()
     rows = len(DATA) + 3 + len(extra)
     assert info["file"]["covers"] == rows and info["file"]["pending_rows"] == 0
     with sv.open(path, frozen=True) as vault:
@@ -112,7 +112,7 @@ def test_ivf_index_is_rebuilt_when_the_collection_outgrows_its_lists(tmp_path: P
         more = vectors(TAIL_MAX + 500, seed=4)
         col.add(vectors=more, ids=[f"m{i}" for i in range(len(more))])
         col.search(QUERIES[0], 5)
-        grown = col.index_info()["file"]
+        grown = col.wait_index()["file"]
     assert grown["params"]["nlist"] > small and grown["entries"] == 1500 + len(more)
 
 
@@ -129,8 +129,8 @@ def test_deletes_past_a_quarter_trigger_compaction_and_compact_runs_on_demand(tm
         assert col.index_info()["file"]["dead_entries"] == 1100
     with sv.open(path) as vault:
         col = vault.collection("c", embedder=None)
-        found = top_ids(col)  # 1100 / 3900 dead: the load rebuilds
-        info = col.index_info()["file"]
+        found = top_ids(col)  # 1100 / 3900 dead: the load schedules a rebuild
+        info = col.wait_index()["file"]
     assert info["entries"] == len(DATA) - 1200 and info["dead_entries"] == 0
     assert not {i for row in found for i in row} & set(ids[:1200])
     assert recall(found, truth(DATA[1200:], ids[1200:])) >= 0.95
@@ -138,13 +138,14 @@ def test_deletes_past_a_quarter_trigger_compaction_and_compact_runs_on_demand(tm
 
 def test_read_only_vault_builds_in_memory_and_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "v"
-    with sv.open(path) as vault:
-        vault.collection("c", embedder=None, index="hnsw").add(vectors=DATA, ids=[f"u{i}" for i in range(len(DATA))])
+    make(path, "hnsw")
+    (old,) = index_files(path)
+    old.unlink()
     with sv.open(path, frozen=True) as vault:
         col = vault.collection("c", embedder=None)
         found = top_ids(col)
-        assert col.index_info()["loaded"]["entries"] == len(DATA)
-        assert "file" not in col.index_info()
+        assert col.wait_index()["loaded"]["entries"] == len(DATA)
+        assert col.index_info()["file"]["name"] == old.name  # the record of the missing file stays
     assert index_files(path) == []
     assert recall(found, truth(DATA, [f"u{i}" for i in range(len(DATA))])) >= 0.95
 
@@ -162,8 +163,8 @@ def test_index_choice_is_stored_and_can_change(tmp_path: Path) -> None:
     with sv.open(path) as vault:
         col = vault.collection("c", embedder=None, index="ivf-rabitq", nprobe=8)
         assert vault.collection("c", embedder=None).info.config["index"]["nprobe"] == 8
-        top_ids(col)
-        assert col.index_info()["file"]["kind"] == "ivf-rabitq"
+        assert top_ids(col) == exact  # answered exactly while the new kind is built
+        assert col.wait_index()["file"]["kind"] == "ivf-rabitq"
 
 
 def test_auto_searches_exactly_below_the_threshold(tmp_path: Path) -> None:
@@ -191,14 +192,14 @@ def test_another_process_extending_the_index_does_not_disturb_this_one(tmp_path:
                 col = vault.collection("c", embedder=None)
                 col.add(vectors=extra, ids=[f"o{i}" for i in range(len(extra))])
                 col.search(extra[0], 3)
-                print(json.dumps(col.index_info()["file"]))
+                print(json.dumps(col.wait_index()["file"]))
             """,
             str(path),
             str(TAIL_MAX + 100),
         )
         assert other["covers"] == len(DATA) + TAIL_MAX + 100
-        again = top_ids(col)
-        assert col.index_info()["loaded"]["covers"] == other["covers"]  # adopted the other process's file
+        again = top_ids(col)  # the old index plus an exact scan of the other process's rows
+        assert col.wait_index()["loaded"]["covers"] == other["covers"]  # adopted the other process's file
     extra = np.random.default_rng(5).standard_normal((TAIL_MAX + 100, DIM)).astype(np.float32)
     extra /= np.linalg.norm(extra, axis=1, keepdims=True)
     ids = [f"u{i}" for i in range(len(DATA))] + [f"o{i}" for i in range(len(extra))]
@@ -265,31 +266,31 @@ def test_large_add_streams_from_a_memory_map_with_progress(tmp_path: Path) -> No
         assert len(col) == 5000  # validated before the first batch was written
 
 
-def test_search_inside_a_transaction_builds_and_a_rollback_leaves_no_record(tmp_path: Path) -> None:
+def test_search_inside_a_transaction_answers_and_the_index_is_recorded_outside_it(tmp_path: Path) -> None:
     path = tmp_path / "v"
     with sv.open(path) as vault:
         col = vault.collection("c", embedder=None, index="ivf-rabitq")
-        col.add(vectors=DATA, ids=[f"u{i}" for i in range(len(DATA))])
+        col.add(vectors=DATA, ids=[f"u{i}" for i in range(len(DATA))])  # schedules the build
         with pytest.raises(RuntimeError, match="undo"), vault.transaction():
-            assert col.search(QUERIES[0], 3)
+            col.add(vectors=QUERIES[:1], ids=["q0"])
+            assert col.search(QUERIES[0], 1)[0].id == "q0"  # the uncommitted row is found
             raise RuntimeError("undo")
-        assert "file" not in col.index_info()  # the index row rolled back with the transaction
+        info = col.wait_index()
+        assert info["file"]["covers"] == len(DATA)  # the rolled-back row is in no index
         found = top_ids(col)
-        assert col.index_info()["file"]["covers"] == len(DATA)
     assert len(index_files(path)) == 1
     assert recall(found, truth(DATA, [f"u{i}" for i in range(len(DATA))])) >= 0.95
 
 
-def test_an_index_built_at_a_search_reports_progress_to_the_vault_reporter(tmp_path: Path) -> None:
-    # NOTE: the parts only report; the CLI draws. A search that builds the index on its own
-    # tells the reporter given to open() what it does, ending at its total.
+def test_an_index_built_after_an_add_reports_progress_to_the_vault_reporter(tmp_path: Path) -> None:
+    # NOTE: the parts only report; the CLI draws. The background build an add starts tells the
+    # reporter given to open() what it does, ending at its total.
     heard: list[tuple[str, int, int]] = []
     with sv.open(tmp_path / "v", progress=lambda label, done, total: heard.append((label, done, total))) as vault:
         col = vault.collection("c", embedder=None, index="hnsw")
         col.add(vectors=DATA[:1500], ids=[f"u{i}" for i in range(1500)])
-        assert heard == []
-        col.search(QUERIES[0], 5)
-    assert heard, "the build at the first search reported nothing"
+        col.wait_index()
+    assert heard, "the background build reported nothing"
     labels = {label for label, _, _ in heard}
     assert len(labels) == 1 and "indexing c (hnsw, 1,500 vectors)" in labels.pop()
     assert heard[-1][1] == heard[-1][2] == 1500

@@ -211,6 +211,9 @@ class Collection:
             done = end
             if progress is not None:
                 progress(done, n)
+        # NOTE: an add that crosses the ANN threshold (or outgrows the index) starts the index work
+        # on the background thread now, so no later search pays for it.
+        self._ctx.indexes.prepare(self._ctx.catalog.state(self._id))
         return id_list
 
     def ingest(
@@ -491,10 +494,11 @@ class Collection:
         if mode == "text":
             assert text is not None
             return self._ctx.search.text(self._id, text, k, where=where, states=states)
-        if self.dim is None:
+        dim = self.dim  # NOTE: read once: each read asks SQLite whether another process committed
+        if dim is None:
             return []
         if vector is not None:
-            qvec = check_matrix(vector, rows=1, dim=self.dim)
+            qvec = check_matrix(vector, rows=1, dim=dim)
         else:
             assert text is not None
             qvec = self._embed([text], record=False)  # NOTE: a search never writes (frozen vaults search too)
@@ -507,9 +511,7 @@ class Collection:
         return fuse([by_vector, by_text], k)
 
     def _with_vectors(self, hits: list[Hit]) -> list[Hit]:
-        """The hits with their stored vectors (one lookup for all of them)."""
-        found = {u.id: u.vector for u in self._ctx.units.get_many([h.id for h in hits], cid=self._id)}
-        return [dataclasses.replace(h, vector=found.get(h.id)) for h in hits]
+        return self._with_vectors_batch([hits])[0]
 
     def search_batch(
         self,
@@ -522,6 +524,7 @@ class Collection:
         nprobe: int | None = None,
         rerank: int | None = None,
         touch: bool = True,
+        include: Sequence[Include] = (),
     ) -> list[list[Hit]]:
         """Vector search for many queries at once (texts, or an (m, dim) matrix): one list of hits each.
 
@@ -529,9 +532,12 @@ class Collection:
         its threads (see ``sigmavault.set_threads``) and hits are looked up in one pass.
         ``touch=False`` does not count the hits as accesses (as ``get(touch=False)``): at
         thousands of queries per call, recording ~10 accesses each is a large share of the time.
+        ``include=("vector",)`` returns each hit's stored vector in ``Hit.vector`` (as :meth:`search`).
         """
         validate.integer(k, "k", lo=1), validate.flag(touch, "touch")
         validate.json_doc(where, "where", error=InvalidFilter, extended=True)
+        if isinstance(include, str) or not set(include) <= {"vector"}:
+            raise InvalidInput(f"include takes a tuple of 'vector', got {include!r}")
         knobs = _knobs(ef, nprobe, rerank)
         state_set = _states(states)
         if isinstance(queries, str):
@@ -548,13 +554,32 @@ class Collection:
             qmat = self._embed(list(queries), record=False)
         else:
             qmat = check_matrix(queries, dim=self.dim, what="queries")
-        return self._ctx.search.vector(self._id, qmat, k, where=where, states=state_set, touch=touch, **knobs)
+        found = self._ctx.search.vector(self._id, qmat, k, where=where, states=state_set, touch=touch, **knobs)
+        if include:
+            return self._with_vectors_batch(found)
+        return found
+
+    def _with_vectors_batch(self, lists: list[list[Hit]]) -> list[list[Hit]]:
+        """Every list's hits with their stored vectors (one lookup for all the lists)."""
+        ids = list(dict.fromkeys(h.id for hits in lists for h in hits))
+        found = {u.id: u.vector for u in self._ctx.units.get_many(ids, cid=self._id)}
+        return [[dataclasses.replace(h, vector=found.get(h.id)) for h in hits] for hits in lists]
 
     # -- index ------------------------------------------------------------------------------
 
     def index_info(self) -> dict[str, Any]:
         """How vector search runs here: configured and active kind, and the index file's coverage."""
         return self._ctx.indexes.info(self._ctx.catalog.state(self._id))
+
+    def wait_index(self) -> dict[str, Any]:
+        """Block until this collection's index is loaded and up to date; returns :meth:`index_info`.
+
+        Index work (a first build after an add crosses the ANN threshold, an extension, loading
+        the file after open) runs on a background thread; searches meanwhile answer exactly, or
+        from the previous index plus an exact scan of the newer rows. Re-raises a failed build.
+        """
+        self._ctx.indexes.wait(self._ctx.catalog.state(self._id))
+        return self.index_info()
 
     def build_index(self, *, progress: Progress | None = None) -> dict[str, Any]:
         """Build (or rebuild) the ANN index now instead of at the first search; returns :meth:`index_info`."""

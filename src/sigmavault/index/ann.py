@@ -13,8 +13,10 @@ FAISS is imported on first use, so ``import sigmavault`` stays light.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +35,7 @@ __all__ = [
     "QueryParams",
     "bitmap",
     "default_bits",
+    "default_ef",
     "default_nlist",
     "default_nprobe",
     "exact_rows",
@@ -41,6 +44,7 @@ __all__ = [
     "refine",
     "search",
     "set_threads",
+    "threads_for",
 ]
 
 KINDS = ("hnsw", "ivf-rabitq")
@@ -71,6 +75,33 @@ def get_threads() -> int:
     return int(_faiss().omp_get_max_threads())
 
 
+FEW_QUERIES = 8  # searches of fewer queries run on one thread (see threads_for)
+
+
+@contextmanager
+def threads_for(queries: int) -> Iterator[None]:
+    """One OpenMP thread while this thread searches fewer than :data:`FEW_QUERIES` queries.
+
+    NOTE: FAISS opens OpenMP regions even for one query (IndexIDMap's label mapping, IndexFlat's
+    scan); on a busy machine the query then waits milliseconds for a second thread to be scheduled
+    (issue 14: 72 ms p50 for a 10k flat scan at load 10, 3.6 ms on one thread). libgomp keeps the
+    thread count per OS thread, so this touches no other thread's searches or builds.
+    """
+    if queries >= FEW_QUERIES:
+        yield
+        return
+    faiss = _faiss()
+    before = int(faiss.omp_get_max_threads())
+    if before == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 def default_bits(dim: int) -> int:
     """RaBitQ bits per dimension: about 256 bits per vector in all, at least one per dimension.
 
@@ -92,6 +123,20 @@ def default_nprobe(nlist: int, entries: int) -> int:
     """
     per_list = max(1.0, entries / max(1, nlist))
     return int(min(nlist, max(16, math.ceil(SCAN_BUDGET / per_list))))
+
+
+EF_MIN, EF_MAX = 128, 512
+
+
+def default_ef(entries: int) -> int:
+    """HNSW beam width by default: ``128 * (entries / 100k) ** 0.3`` within 128..512 (168 at 250k, 256 at 1M).
+
+    NOTE: a graph of more vectors needs a wider beam for the same recall, and the beam costs
+    little on a small graph. 128 kept recall@10 >= 0.95 on every set tested (a 4k x 32-d noisy
+    set needs more than 32: 0.855 there); raw FAISS HNSWFlat M=32 reaches only 0.877 at ef 64 on
+    the 1M clustered set, hence the growth (docs/architecture.md, "Index choice").
+    """
+    return int(min(EF_MAX, max(EF_MIN, math.ceil(128 * (max(1, entries) / 100_000) ** 0.3))))
 
 
 def default_nlist(rows: int) -> int:
@@ -137,10 +182,11 @@ class QueryParams:
     """Per-search knobs: HNSW beam ``ef``, IVF lists probed ``nprobe``, refine depth ``rerank``.
 
     ``rerank`` is how many candidates per wanted result go to the exact float32 refine
-    (``k * rerank`` in all). ``0`` for ``nprobe`` means "from nlist" (see :meth:`AnnIndex.nprobe_for`).
+    (``k * rerank`` in all). ``0`` for ``nprobe`` means "from nlist" (see :meth:`AnnIndex.nprobe_for`),
+    ``0`` for ``ef`` "from the index's size" (see :func:`default_ef`).
     """
 
-    ef: int = 128
+    ef: int = 0  # 0 = default_ef(entries)
     nprobe: int = 0
     rerank: int = 0  # 0 = the kind's default
     qb: int = 8  # RaBitQ: bits per query coordinate
@@ -150,8 +196,6 @@ class QueryParams:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
-        if self.ef < 1:
-            raise InvalidInput(f"ef must be >= 1, got {self.ef}")
         if not 1 <= self.qb <= 8:
             raise InvalidInput(f"qb must be in 1..8, got {self.qb}")
 
@@ -200,13 +244,20 @@ class AnnIndex:
         self.dim = dim
         self.nlist = int(index.nlist) if params.kind == "ivf-rabitq" else 0
         self._param_cache: dict[tuple[int, int, int, int], Any] = {}
+        self._graph: tuple[Any, Rows] | None = None
+        self._ntotal = -1
 
     @property
     def ntotal(self) -> int:
-        return int(self.index.ntotal)
+        if self._ntotal < 0:  # NOTE: a SWIG attribute read costs microseconds; asked twice per search
+            self._ntotal = int(self.index.ntotal)
+        return self._ntotal
 
     def nprobe_for(self, q: QueryParams) -> int:
         return min(q.nprobe, self.nlist) if q.nprobe else default_nprobe(self.nlist, self.ntotal)
+
+    def ef_for(self, q: QueryParams) -> int:
+        return q.ef or default_ef(self.ntotal)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -249,6 +300,8 @@ class AnnIndex:
         for start in range(0, len(rows), _ADD_CHUNK):
             chunk = np.ascontiguousarray(rows[start : start + _ADD_CHUNK], dtype=np.int64)
             self.index.add_with_ids(np.ascontiguousarray(matrix[chunk]), chunk)
+            self._graph = None
+            self._ntotal = -1
             done += len(chunk)
             if progress is not None:
                 progress(done, len(rows))
@@ -256,18 +309,41 @@ class AnnIndex:
     # -- searching --------------------------------------------------------------------------
 
     def candidates(
-        self, queries: Matrix, depth: int, q: QueryParams, *, allowed: npt.NDArray[np.uint8] | None = None
+        self, queries: Matrix, depth: int, q: QueryParams, *, allowed: npt.NDArray[np.bool_] | None = None
     ) -> Rows:
-        """Up to ``depth`` candidate rows per query (-1 pads); ``allowed`` is a bitmap of eligible rows."""
+        """Up to ``depth`` candidate rows per query (-1 pads); ``allowed`` marks the eligible rows."""
+        graph = self._graph_of() if self.params.kind == "hnsw" else None
         if allowed is None:
             sp = self._params(q, depth)
+            bits = None
         else:
             sp = self._new_params(q, depth)
-            sel = _faiss().IDSelectorBitmap(allowed)
-            sp.sel = sel  # NOTE: ``sel`` (and through it ``allowed``) stays referenced until return
+            if graph is not None:  # NOTE: the graph numbers its vectors by position, not by row
+                ids = graph[1]
+                inside = ids < len(allowed)
+                by_pos = np.zeros(len(ids), dtype=bool)
+                by_pos[inside] = allowed[ids[inside]]
+                allowed = by_pos
+            bits = bitmap(allowed)
+            sel = _faiss().IDSelectorBitmap(bits)
+            sp.sel = sel  # NOTE: ``sel`` (and through it ``bits``) stays referenced until return
         depth = max(1, min(depth, self.ntotal))
-        _, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), depth, params=sp)
-        return np.asarray(found, dtype=np.int64)
+        x = np.ascontiguousarray(queries, dtype=np.float32)
+        if graph is None:
+            _, found = self.index.search(x, depth, params=sp)
+            return np.asarray(found, dtype=np.int64)
+        # NOTE: the graph inside the IndexIDMap2, searched directly and its positions mapped to rows
+        # here: IndexIDMap's own mapping opens an OpenMP region even for one query, and on a busy
+        # machine one query then waits milliseconds for a second thread (issue 14).
+        _, pos = graph[0].search(x, depth, params=sp)
+        return np.where(pos >= 0, graph[1][pos], -1)
+
+    def _graph_of(self) -> tuple[Any, Rows]:
+        """The HNSW index inside the IndexIDMap2 and its position -> row map (cached until an add)."""
+        if self._graph is None:
+            faiss = _faiss()
+            self._graph = (faiss.downcast_index(self.index.index), faiss.vector_to_array(self.index.id_map))
+        return self._graph
 
     def _params(self, q: QueryParams, depth: int) -> Any:
         """FAISS search parameters without a selector, reused (FAISS only reads them)."""
@@ -287,7 +363,7 @@ class AnnIndex:
             sp.qb = q.qb
         else:
             sp = faiss.SearchParametersHNSW()
-            sp.efSearch = max(q.ef, depth)
+            sp.efSearch = max(self.ef_for(q), depth)
         return sp
 
     # -- files ------------------------------------------------------------------------------
@@ -318,6 +394,11 @@ class AnnIndex:
         if params.kind == "ivf-rabitq" and params.nlist and index.nlist != params.nlist:
             raise Corrupted(f"{path}: has {index.nlist} lists, expected {params.nlist}")
         return cls(index, params, dim)
+
+
+@lru_cache(maxsize=256)
+def _with_defaults(q: QueryParams, kind: str) -> QueryParams:
+    return q.with_defaults(kind)
 
 
 def _sample(rows: Rows, size: int, rng: np.random.Generator) -> Rows:
@@ -442,11 +523,11 @@ def search(
     search (cost: the candidates, not the collection) and only queries left with fewer than ``k``
     are searched again with the selector.
     """
-    q = q.with_defaults(ann.params.kind)
+    q = _with_defaults(q, ann.params.kind)
     depth = max(k, k * q.rerank)
     rows_total = matrix.shape[0]
     if selector:
-        cands = ann.candidates(queries, depth, q, allowed=bitmap(eligible.mask(0, covers)))
+        cands = ann.candidates(queries, depth, q, allowed=eligible.mask(0, covers))
     else:
         cands = ann.candidates(queries, depth, q)
         ok = (cands >= 0) & (cands < covers)
@@ -454,13 +535,16 @@ def search(
         cands[~ok] = -1
         starving = np.flatnonzero(ok.sum(axis=1) < min(k, ann.ntotal))
         if len(starving):
-            again = ann.candidates(queries[starving], depth, q, allowed=bitmap(eligible.mask(0, covers)))
+            again = ann.candidates(queries[starving], depth, q, allowed=eligible.mask(0, covers))
             width = min(cands.shape[1], again.shape[1])
             cands[starving] = -1
             cands[starving, :width] = again[:, :width]
     best = refine(matrix, queries, cands, k, metric=metric)
     if covers < rows_total:
         tail_mask = eligible.mask(covers, rows_total)
+        if queries.shape[0] < 8:
+            # NOTE: FAISS's one-thread loop over the listed rows: no BLAS fan-out for one query.
+            return merge(best, exact_rows(matrix, queries, np.flatnonzero(tail_mask) + covers, k, metric=metric), k)
         tail = exact_search(matrix[covers:rows_total], queries, k, metric=metric, mask=tail_mask)
         shifted = np.where(tail[1] >= 0, tail[1] + covers, -1)
         best = merge(best, (tail[0], shifted), k)

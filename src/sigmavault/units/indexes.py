@@ -3,16 +3,22 @@
 An index is derived data (DESIGN.md): losing one costs a rebuild, never a unit. The file
 ``<root>/index/<collection id>.<generation>.faiss`` is recorded in the ``ann_indexes`` table with
 the row watermark it covers (``covers``), its size and SHA-256, written in the same transaction
-that renames it into place. On first search in a process the file is checked against that row
-(size, checksum, FAISS type, dimension, count) before FAISS reads a byte; a missing, stale or
-damaged file is rebuilt, reporting progress to the vault's reporter (the CLI draws it as a bar).
+that renames it into place. Before FAISS reads a byte, the file is checked against that row
+(size, checksum, FAISS type, dimension, count); a missing, stale or damaged file is rebuilt,
+reporting progress to the vault's reporter (the CLI draws it as a bar).
+
+No search loads, extends or builds an index: that work runs on one background thread
+(``index.jobs``), scheduled by the write that needs it and by a search that finds the index
+missing or behind. Until it is done a search answers from the index it has plus an exact scan
+of the rows past it, or exactly over every row; :meth:`IndexManager.wait` blocks until it is
+done, and closing a writable vault finishes it (the next open finds the index ready).
 
 Rows added after the file was written (``covers`` up to the vector watermark) are searched
 exactly beside the index; once there are more than :data:`TAIL_MAX` of them the index is
 extended and written again. Deleted and retired rows stay in the index until a rebuild and are
 filtered out at search time by the collection's row codes; when they pass :data:`DEAD_SHARE` of
 the entries (or an IVF index has grown to :data:`GROWTH_REBUILD` times the rows its lists were
-trained on) the next search rebuilds it. ``compact()`` does the same on demand.
+trained on) the next extension rebuilds it. ``compact()`` does the same on demand.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import numpy as np
 
 from sigmavault.errors import Corrupted, InvalidInput, VaultError
 from sigmavault.index.ann import KINDS, AnnIndex, BuildParams, QueryParams
+from sigmavault.index.jobs import Jobs
 from sigmavault.store import Database, Migration
 from sigmavault.store.files import file_digest, publish, remove_file, remove_stale_temps, temp_path
 from sigmavault.types import CheckReport, Reporter
@@ -61,7 +68,9 @@ MIGRATIONS: list[Migration] = [
 
 CHOICES = ("auto", "exact", *KINDS)
 AUTO_MIN_ROWS = 20_000  # "auto" searches exactly below this many live vectors (it is fast and perfect there)
+AUTO_KIND = "hnsw"  # and with this kind above (docs/architecture.md, "Index choice", has the numbers)
 MIN_ANN_ROWS = 1_000  # every kind searches exactly below this many live vectors
+SYNC_LOAD_BYTES = 256 << 20  # index files up to this size are verified and loaded by the first search
 TAIL_MAX = 8_192  # rows past the index scanned exactly before the index is extended
 DEAD_SHARE = 0.25  # rebuild when this share of the entries are deleted or retired rows
 GROWTH_REBUILD = 4.0  # rebuild an IVF index holding this many times the rows its lists were trained on
@@ -77,7 +86,7 @@ class IndexConfig:
     ef_construction: int = 40
     nlist: int = 0
     bits: int = 0
-    ef: int = 128
+    ef: int = 0  # 0: by the index's size (index.ann.default_ef)
     nprobe: int = 0
     rerank: int = 0
 
@@ -157,6 +166,11 @@ class IndexManager:
         self._loaded: dict[int, Loaded] = {}
         self._configs: dict[int, tuple[Any, IndexConfig]] = {}
         self._lock = threading.RLock()
+        self._build_lock = threading.RLock()  # NOTE: one build at a time, background or asked for
+        self._epoch = 0  # bumped by forget/drop: a build that started before installs nothing
+        self._jobs = Jobs()
+        self._stop = threading.Event()
+        self._failed: dict[int, int] = {}  # collection id -> rows when its background build failed
         self._has_table = True
         if db.readonly:
             self._has_table = db.one("SELECT 1 FROM sqlite_master WHERE name = 'ann_indexes'") is not None
@@ -183,11 +197,16 @@ class IndexManager:
         if live < MIN_ANN_ROWS:
             return "exact"
         if cfg.kind == "auto":
-            return "ivf-rabitq" if live >= AUTO_MIN_ROWS else "exact"
+            return AUTO_KIND if live >= AUTO_MIN_ROWS else "exact"
         return cfg.kind
 
     def prepare(self, st: RowState) -> Loaded | None:
-        """The index to search ``st`` with (loading, extending or rebuilding it), or None for exact."""
+        """The index to search ``st`` with now, or None for exact; never loads or builds on this thread.
+
+        What is missing (no index loaded in this process, too many rows past it, another kind
+        asked for) is scheduled on the background thread; meanwhile the search answers from the
+        loaded index plus an exact scan of the rows past it, or exactly over every row.
+        """
         cid = st.info.id
         h = self._loaded.get(cid)
         # NOTE: the hot path of every search: same config object, nothing to catch up. The kind
@@ -198,19 +217,102 @@ class IndexManager:
         if kind == "exact":
             return None
         params = self.config(st).build_params(kind, st.info.metric)
-        # NOTE: the database is read before and written after self._lock, never under it: a thread
-        # inside vault.transaction() holds the database lock and may be waiting for self._lock.
-        rec = self._record(cid)
+        if h is not None and (not _same(h.ann.params, params) or h.covers > st.rows):
+            h = None
+        if h is None:
+            h = self._load_small(st, params)
+        if h is None or st.rows > h.covers + TAIL_MAX:
+            self._schedule(st)
+        elif h.config is not st.info.config:
+            h.config = st.info.config  # NOTE: a query knob changed; the index still serves
+        return h
+
+    def _load_small(self, st: RowState, params: BuildParams) -> Loaded | None:
+        """The recorded index if its file is small enough to verify on a search's thread, else None.
+
+        NOTE: checking a file costs its SHA-256 (about 1.5 GB/s here): under :data:`SYNC_LOAD_BYTES`
+        that is cheaper than the exact scan the search would otherwise run; a larger file (HNSW
+        at 1M) is verified and loaded on the background thread while searches answer exactly.
+        """
+        if self._jobs.busy(st.info.id):
+            return None
+        rec = self._record(st.info.id)
+        if rec is None or not _same(rec.params, params) or rec.bytes > SYNC_LOAD_BYTES:
+            return None
+        try:
+            h = self._load(st, rec)
+        except Corrupted:
+            return None  # NOTE: rebuilt on the background thread, which finds the same fault
+        if self._worn(st, h, upto=h.covers):
+            self._schedule(st)
+        h.config = st.info.config
         with self._lock:
-            h = self._loaded.get(cid)
+            return self._loaded.setdefault(st.info.id, h)
+
+    def wait(self, st: RowState) -> None:
+        """Schedule what ``st`` needs (load, extend, build) and block until the background thread did it."""
+        if self.kind_for(st) == "exact":
+            return
+        self._failed.pop(st.info.id, None)
+        self.prepare(st)
+        self._jobs.wait(st.info.id)
+
+    def _schedule(self, st: RowState) -> None:
+        cid = st.info.id
+        # NOTE: a job already running may have started from an older state (or be discarded by
+        # a rollback): one more is queued behind it, and costs nothing when there is nothing to do.
+        if self._jobs.queued(cid) or self._failed.get(cid) == st.rows:
+            return
+        self._jobs.schedule(cid, lambda: self._refresh(cid))
+
+    def _refresh(self, cid: int) -> None:
+        """On the background thread: bring the collection's index up to date (load, extend or build)."""
+        if self._stop.is_set():
+            return
+        try:
+            st = self.catalog.state(cid)
+        except VaultError:
+            return  # NOTE: the collection was dropped, or the vault is closing
+        try:
+            self.ensure(st)
+        except _Cancelled:
+            return
+        except BaseException as exc:
+            self._failed[cid] = st.rows  # NOTE: no retry at every search; the next write retries
+            warnings.warn(f"sigmavault: could not index {st.info.name!r}: {exc}", stacklevel=2)
+            raise
+
+    def ensure(self, st: RowState) -> Loaded | None:
+        """Load, extend or rebuild the collection's index on this thread (None: searched exactly)."""
+        kind = self.kind_for(st)
+        if kind == "exact":
+            return None
+        cid = st.info.id
+        params = self.config(st).build_params(kind, st.info.metric)
+        # NOTE: the database is read before and written after the build, never under self._lock
+        # (a thread inside vault.transaction() holds the database lock and may want self._lock);
+        # the build itself runs under self._build_lock only, so searches never wait for it.
+        rec = self._record(cid)
+        with self._build_lock:
+            with self._lock:
+                h = self._loaded.get(cid)
+                epoch = self._epoch
             if h is not None and _same(h.ann.params, params) and h.covers <= st.rows <= h.covers + TAIL_MAX:
-                fresh, built = h, None
+                if self._worn(st, h, upto=h.covers):
+                    fresh, built = self._build(st, params, reason="compaction (deleted rows or growth)"), True
+                else:
+                    fresh, built = h, None
             elif h is None or not _same(h.ann.params, params) or h.covers > st.rows:
                 fresh, built = self._open(st, params, rec)
             else:
                 fresh, built = self._catch_up(st, h, rec)
             fresh.config = st.info.config
-            self._loaded[cid] = fresh
+            with self._lock:
+                if epoch != self._epoch:
+                    return None  # NOTE: forgotten meanwhile (a rollback, a drop): this build is stale
+                self._loaded[cid] = fresh
+        # NOTE: written outside self._build_lock: a thread in vault.transaction() holding the
+        # database lock may be waiting for the build lock (compact()).
         if built is not None:
             try:
                 self._persist(st, fresh, built=built)
@@ -220,7 +322,7 @@ class IndexManager:
                 warnings.warn(f"sigmavault: could not save the index of {st.info.name!r}: {exc}", stacklevel=3)
         return fresh
 
-    # -- open / build (called under self._lock; no database access here) --------------------
+    # -- open / build (called under self._build_lock; no database access here) --------------------
 
     def _open(self, st: RowState, params: BuildParams, rec: _Record | None) -> tuple[Loaded, bool | None]:
         """Load the recorded index, or build one; the flag says what to persist (None: nothing)."""
@@ -313,10 +415,11 @@ class IndexManager:
 
     def rebuild(self, st: RowState, params: BuildParams, *, reason: str, progress: Progress | None = None) -> Loaded:
         """Build the collection's index from scratch over its rows with a live unit, and persist it."""
-        with self._lock:
+        with self._build_lock:
             h = self._build(st, params, reason=reason, progress=progress)
             h.config = st.info.config
-            self._loaded[st.info.id] = h
+            with self._lock:
+                self._loaded[st.info.id] = h
         self._persist(st, h, built=True)
         return h
 
@@ -384,6 +487,7 @@ class IndexManager:
         """Forget a collection's index (its kind changed to exact, or it is being replaced)."""
         with self._lock:
             self._loaded.pop(cid, None)
+            self._epoch += 1
         if self.db.readonly or not self._has_table:
             return
         with self.db.write() as conn:
@@ -413,6 +517,8 @@ class IndexManager:
         h = self._loaded.get(st.info.id)
         if h is not None:
             out["loaded"] = {"covers": h.covers, "entries": h.ann.ntotal, "mmapped": h.mmapped}
+        if self._jobs.busy(st.info.id):
+            out["building"] = True
         return out
 
     def check(self, report: CheckReport) -> None:
@@ -430,8 +536,13 @@ class IndexManager:
         """Drop the loaded indexes (an enclosing transaction that recorded some rolled back)."""
         with self._lock:
             self._loaded.clear()
+            self._epoch += 1
 
     def close(self) -> None:
+        """Finish the background work first (a writable vault then opens with its index ready)."""
+        if self.db.readonly:
+            self._stop.set()  # NOTE: an in-memory index dies with the process: stop at the next chunk
+        self._jobs.close()
         self.forget()
 
     # -- helpers ----------------------------------------------------------------------------
@@ -449,17 +560,23 @@ class IndexManager:
         return _Record(row[0], params, *row[2:])
 
     @contextmanager
-    def _progress(self, label: str, given: Progress | None) -> Iterator[Progress | None]:
-        """The caller's callback, else one reporting ``label`` to the vault's reporter, else None."""
-        report = self.report
-        if given is not None or report is None:
-            yield given
-            return
+    def _progress(self, label: str, given: Progress | None) -> Iterator[Progress]:
+        """The caller's callback, else one reporting ``label`` to the vault's reporter; stops a closing build."""
+        report, stop = self.report, self._stop
 
         def update(done: int, total: int) -> None:
-            report(label, done, total)
+            if stop.is_set():
+                raise _Cancelled
+            if given is not None:
+                given(done, total)
+            elif report is not None:
+                report(label, done, total)
 
         yield update
+
+
+class _Cancelled(Exception):
+    """A background build stopped at a chunk boundary because the vault is closing."""
 
 
 def keep_indexes(conn: sqlite3.Connection, cids: Sequence[int]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sigmavault.index import exact_search, hamming_similarity
-from sigmavault.index.ann import Eligible, MaskEligible, exact_rows, search
+from sigmavault.index.ann import FEW_QUERIES, Eligible, MaskEligible, exact_rows, search, threads_for
 from sigmavault.types import Hit, State, Vector
 from sigmavault.units.catalog import STATE_CODES, Catalog, RowState
 from sigmavault.units.filters import compile_where
@@ -68,13 +68,12 @@ class SearchEngine:
 
         ``touch`` counts every hit as an access (``access_count``, ``accessed_at``).
         """
-        scores, found = self.vector_rows(
-            cid, queries, k, where=where, states=states, ef=ef, nprobe=nprobe, rerank=rerank
-        )
-        if self.catalog.state(cid).info.metric == "cosine":
+        st = self.catalog.state(cid)
+        scores, found, matrix = self._rows(st, queries, k, where, states, (ef, nprobe, rerank))
+        if st.info.metric == "cosine":
             # NOTE: float32 rounding lets a self-match score 1.0000001; cosine is documented in [-1, 1]
-            scores = np.clip(scores, -1.0, 1.0)
-        return self._hits(cid, scores, found, touch=touch)
+            np.clip(scores, -1.0, 1.0, out=scores)
+        return self._hits(cid, scores, found, touch=touch, matrix=matrix)
 
     def vector_rows(
         self,
@@ -92,12 +91,30 @@ class SearchEngine:
 
         ``k' = min(k, rows in the collection)``: the cost follows the collection, never the request.
         """
-        st = self.catalog.state(cid)
+        scores, rows, _ = self._rows(self.catalog.state(cid), queries, k, where, states, (ef, nprobe, rerank))
+        return scores, rows
+
+    def _rows(
+        self,
+        st: RowState,
+        queries: Vector,
+        k: int,
+        where: Mapping[str, Any] | None,
+        states: tuple[State, ...],
+        knobs: tuple[int | None, int | None, int | None],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``vector_rows`` plus the matrix the rows index (the snapshot the search scored)."""
         handle = self.indexes.prepare(st) if self.indexes is not None else None
         if st.info.metric == "cosine":
             queries = _unit_rows(queries)
-        if handle is not None:
-            return self._approximate(st, handle, queries, k, where, states, (ef, nprobe, rerank))
+        with threads_for(len(queries)):
+            if handle is not None:
+                return self._approximate(st, handle, queries, k, where, states, knobs)
+            return self._exact(st, queries, k, where, states)
+
+    def _exact(
+        self, st: RowState, queries: Vector, k: int, where: Mapping[str, Any] | None, states: tuple[State, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         snap = st.snapshot()
         k = _bounded(k, len(snap))
         matrix = snap.matrix
@@ -105,7 +122,7 @@ class SearchEngine:
         rows = None
         if where:
             sql, params = compile_where(where)
-            subset = snap.covered(self.units.rows_matching(cid, sql, params))
+            subset = snap.covered(self.units.rows_matching(st.info.id, sql, params))
             subset = subset[mask[subset]]
             if len(subset) <= _SELECTIVE * max(1, len(mask)):
                 rows = subset
@@ -113,7 +130,13 @@ class SearchEngine:
                 narrowed = np.zeros_like(mask)
                 narrowed[subset] = True
                 mask = narrowed
-        return exact_search(matrix, queries, k, metric=st.info.metric, rows=rows, mask=mask)
+        if rows is None and len(queries) < FEW_QUERIES:
+            # NOTE: a few queries are scored in FAISS's one-thread loop over the eligible rows: a
+            # BLAS product for one query fans out over every core and stalls on a busy machine.
+            rows = np.flatnonzero(mask)
+        if rows is not None:
+            return (*exact_rows(matrix, queries, rows, k, metric=st.info.metric), matrix)
+        return (*exact_search(matrix, queries, k, metric=st.info.metric, mask=mask), matrix)
 
     def _approximate(
         self,
@@ -124,7 +147,7 @@ class SearchEngine:
         where: Mapping[str, Any] | None,
         states: tuple[State, ...],
         knobs: tuple[int | None, int | None, int | None],
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # NOTE: taken after prepare() so the map covers every row the index may return; one
         # snapshot, so the codes and the matrix describe the same rows whatever writers do meanwhile.
         snap = st.snapshot()
@@ -145,16 +168,16 @@ class SearchEngine:
             else:
                 subset = np.flatnonzero(mask)
             if len(subset) <= max(_EXACT_ROWS, _EXACT_SHARE * n):
-                return exact_rows(matrix, queries, subset, k, metric=metric)
+                return (*exact_rows(matrix, queries, subset, k, metric=metric), matrix)
             allowed = np.zeros(n, dtype=bool)
             allowed[subset] = True
             eligible = MaskEligible(allowed)
             # NOTE: fewer rows pass, so the nearest ones that do lie farther out: widen the search.
             boost = int(min(8, max(1, round(0.25 * n / len(subset)))))
             nprobe = handle.ann.nprobe_for(q) * boost if handle.ann.nlist else q.nprobe
-            q = replace(q, ef=q.ef * boost, nprobe=nprobe)
+            q = replace(q, ef=handle.ann.ef_for(q) * boost, nprobe=nprobe)
             selector = True
-        return search(
+        scores, rows = search(
             handle.ann,
             matrix,
             queries,
@@ -165,12 +188,21 @@ class SearchEngine:
             eligible=eligible,
             selector=selector,
         )
+        return scores, rows, matrix
 
-    def _hits(self, cid: int, scores: np.ndarray, rows: np.ndarray, *, touch: bool = True) -> list[list[Hit]]:
-        """Hits for every query, with one lookup per chunk of rows (not one per query)."""
-        wanted = np.unique(rows[rows >= 0]).tolist()
+    def _hits(
+        self, cid: int, scores: np.ndarray, rows: np.ndarray, *, touch: bool = True, matrix: np.ndarray | None = None
+    ) -> list[list[Hit]]:
+        """Hits for every query, with one lookup per chunk of rows (not one per query).
+
+        ``matrix`` is the snapshot the rows were scored in (each hit's vector is checked against
+        its CRC there); without it the collection's current matrix is read.
+        """
+        if matrix is None:
+            matrix = self.catalog.state(cid).matrix()
+        flat = rows[rows >= 0]
+        wanted = (np.unique(flat) if rows.shape[0] > 1 else flat).tolist()
         info: dict[int, tuple[str, str | None, dict[str, Any]]] = {}
-        matrix = self.catalog.state(cid).matrix()
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             info.update(self.units.by_rows(cid, wanted[start : start + _LOOKUP_CHUNK], matrix=matrix))
         out: list[list[Hit]] = []
