@@ -33,7 +33,7 @@ runs past ``--timeout`` reports ``{"error": ...}``. Everything is written to a t
 under ``bench-out/`` that is removed at the end.
 
     .venv/bin/python benchmarks/peers.py                  # 100k clustered + 10k Debian texts
-    .venv/bin/python benchmarks/peers.py --quick          # 20k + 5k texts, 200 queries: a few minutes
+    .venv/bin/python benchmarks/peers.py --quick          # 20k + 5k texts, 200 queries, 300 s per store
     .venv/bin/python benchmarks/peers.py --n 2000 --no-text --peers faiss,sigmavault
 
 Prints one JSON object on stdout (``--markdown`` adds a table on stderr); progress goes to stderr.
@@ -373,10 +373,14 @@ def child(args: argparse.Namespace) -> None:
         print(json.dumps(out))
         return
     stores = {name: ADAPTERS[name](work / name) for name in names}
-    for store in stores.values():
+    for name, store in stores.items():
         store.open()
+        knobs = work / f"{name}-knobs.json"  # the batch phase searches with the knobs the single phase tuned
         if args.child == "single":
             store.tune(q[:TUNE_QUERIES], truth[:TUNE_QUERIES], args.min_recall)
+            knobs.write_text(json.dumps(store.knobs))
+        elif knobs.exists():
+            store.knobs = json.loads(knobs.read_text())
         for v in q[: min(20, len(q))]:  # warm up each store the same way
             store.one(v)
     result: dict[str, dict[str, Any]] = {name: {} for name in stores}
@@ -534,7 +538,7 @@ def main() -> None:
     parser.add_argument("--no-text", action="store_true", help="skip the Debian/MiniLM set")
     parser.add_argument("--no-clustered", action="store_true", help="skip the clustered set")
     parser.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, of: {', '.join(PEERS)}")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per store and phase (default 1800)")
+    parser.add_argument("--timeout", type=float, help="seconds per store and phase (default 1800; 300 with --quick)")
     parser.add_argument("--min-recall", type=float, default=0.9, help="recall LanceDB's knobs are raised to")
     parser.add_argument("--quick", action="store_true", help="20k vectors, 5k texts, 200 queries")
     parser.add_argument("--markdown", action="store_true", help="also print the README table on stderr")
@@ -548,6 +552,8 @@ def main() -> None:
         return
     if args.quick:
         args.n, args.text_units, args.queries = min(args.n, 20_000), min(args.text_units, 5_000), 200
+    if args.timeout is None:
+        args.timeout = 300.0 if args.quick else 1800.0
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     unknown = set(peers) - set(PEERS)
     if unknown:
