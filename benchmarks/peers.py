@@ -495,7 +495,9 @@ def run_set(label: str, x: np.ndarray, q: np.ndarray, peers: list[str], args: ar
             if name != "sigmavault" and "p50_ms" in row and "p50_ms" in sv:
                 row["sigmavault_over_this"] = {
                     "p50_ms": round(sv["p50_ms"] / row["p50_ms"], 3),
-                    "batch_qps": round(sv["batch_qps"] / row["batch_qps"], 3) if "batch_qps" in row else None,
+                    "batch_qps": round(sv["batch_qps"] / row["batch_qps"], 3)
+                    if "batch_qps" in row and "batch_qps" in sv
+                    else None,
                     "ready_s": round(sv["ready_s"] / row["ready_s"], 3),
                     "reopen_first_query_s": round(sv["reopen_first_query_s"] / row["reopen_first_query_s"], 3),
                     "disk_bytes": round(sv["disk_bytes"] / row["disk_bytes"], 3),
