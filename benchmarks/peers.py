@@ -505,6 +505,7 @@ def run_set(label: str, x: np.ndarray, q: np.ndarray, peers: list[str], args: ar
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["stores"] = stores
+    log(f"{label} done (load average {os.getloadavg()[0]:.2f}): {json.dumps(result)}")  # kept if a later set dies
     return result
 
 
