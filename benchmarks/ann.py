@@ -87,31 +87,39 @@ def clustered(n: int, dim: int, *, seed: int, queries: int) -> tuple[np.ndarray,
 
 
 def debian(out: Path, units: int, queries: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Unique package descriptions, embedded once with MiniLM and cached as .npy."""
+    """Unique package descriptions (seeded shuffle), embedded with MiniLM as far as needed, cached as .npy.
+
+    The cache grows with the need: a run that wants more rows than are cached embeds only the missing
+    ones (rows keep their order, so every run sees the same units and queries for the same sizes).
+    """
     cache_v, cache_t = out / "debian-minilm.npy", out / "debian-texts.json"
-    if cache_v.exists() and cache_t.exists():
+    if cache_t.exists():
         texts = json.loads(cache_t.read_text())
-        vecs = np.load(cache_v, mmap_mode="r")
     else:
         raw = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
         seen = sorted({line[13:].strip() for line in raw.splitlines() if line.startswith("Description: ")})
         texts = [t for t in seen if len(t) >= 12]
         np.random.default_rng(0).shuffle(texts)
-        from sigmavault.embed import MiniLM
-
-        model = MiniLM(batch_size=256)
-        log(f"embedding {len(texts):,} Debian descriptions with all-MiniLM-L6-v2 (cached afterwards)")
-        parts = []
-        for s in range(0, len(texts), 4096):
-            parts.append(model.embed(texts[s : s + 4096]))
-            log(f"  embedded {min(len(texts), s + 4096):,}/{len(texts):,}")
-        vecs = np.concatenate(parts).astype(np.float32)
         out.mkdir(parents=True, exist_ok=True)
-        np.save(cache_v, vecs)
         cache_t.write_text(json.dumps(texts))
     need = units + queries
     if len(texts) < need:
         raise SystemExit(f"only {len(texts)} descriptions available, need {need}")
+    vecs = np.load(cache_v, mmap_mode="r") if cache_v.exists() else np.empty((0, 384), np.float32)
+    if len(vecs) < need:
+        from sigmavault.embed import MiniLM
+
+        model = MiniLM(batch_size=256)
+        log(f"embedding Debian descriptions {len(vecs):,}..{need:,} with all-MiniLM-L6-v2 (cached afterwards)")
+        parts = [np.asarray(vecs)]
+        for s in range(len(vecs), need, 4096):
+            parts.append(model.embed(texts[s : min(need, s + 4096)]))
+            log(f"  embedded {min(need, s + 4096):,}/{need:,}")
+        vecs = np.concatenate(parts).astype(np.float32)
+        tmp = cache_v.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            np.save(f, vecs)
+        os.replace(tmp, cache_v)
     return np.asarray(vecs[:units]), np.asarray(vecs[units:need]), texts[:units]
 
 
