@@ -208,5 +208,6 @@ def test_the_cli_says_when_the_embedding_model_loads(tmp_path: Path) -> None:
         for argv in (["add", vault, "Water boils at 100 degrees."], ["search", vault, "boil", "--json"])
     ]
     assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
-    assert runs[0].stderr == "loading the embedding model…\n"
+    # NOTE: on a machine without the onnx export cached yet, the line adds "(first use: converting it ...)"
+    assert runs[0].stderr.startswith("loading the embedding model…") and runs[0].stderr.count("\n") == 1
     assert runs[1].stderr == "" and json.loads(runs[1].stdout)[0]["text"] == "Water boils at 100 degrees."

@@ -120,7 +120,7 @@ def _open(args: argparse.Namespace, *, create: bool = False, read: bool = False)
 def _note_model(args: argparse.Namespace, col: sv.Collection, *, embeds: bool = True) -> sv.Collection:
     """Say on stderr that the default embedding model is loading (it takes seconds, and is silent)."""
     if embeds and isinstance(col.embedder, MiniLM) and not col.embedder.loaded and not getattr(args, "json", False):
-        print("loading the embedding model…", file=sys.stderr, flush=True)
+        print(col.embedder.load_note(), file=sys.stderr, flush=True)
     return col
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from importlib import resources
 from typing import Any
 
 import sigmavault as sv
 from sigmavault.cli.output import Subcommands, console, emit, progress_bar
+from sigmavault.embed import MiniLM
 
 __all__ = ["SEARCHES", "load_corpus", "register", "run"]
 
@@ -47,6 +49,8 @@ def run(path: str, *, show_progress: bool = True) -> dict[str, Any]:
         col = vault.collection(COLLECTION)
         if len(col) < len(docs):
             started = time.perf_counter()
+            if show_progress and isinstance(col.embedder, MiniLM) and not col.embedder.loaded:
+                print(col.embedder.load_note(), file=sys.stderr, flush=True)
             with progress_bar("embedding and storing", len(docs), enabled=show_progress) as update:
                 col.add(
                     [d["text"] for d in docs],

@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InvalidInput("--workers must be at least 1")
     _one_search_thread()
     # NOTE: build the app once here even with workers, so bad flags, keys or paths fail before forking.
-    app = create_app(args.path, keys=args.keys, tenants=args.tenants, host=args.host)
+    app = create_app(args.path, keys=args.keys, tenants=args.tenants, host=args.host, warm=True)
     print(
         f"sigmavault: serving {args.path} on http://{args.host}:{args.port} "
         f"({'keys required' if args.keys else 'no keys: loopback only'})",

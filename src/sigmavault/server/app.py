@@ -6,8 +6,10 @@ never waits on SQLite, FAISS or an embedder. Each one is a call of the public fa
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +28,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import sigmavault as sv
 from sigmavault.collection import DEFAULT
-from sigmavault.errors import InvalidInput
+from sigmavault.embed import MiniLM, available
+from sigmavault.errors import InvalidInput, VaultError
 from sigmavault.server import errors
 from sigmavault.server.mcp import build_mcp
 from sigmavault.server.metrics import Metrics, MetricsMiddleware
@@ -81,6 +84,24 @@ def _http_resolver(hub: Hub) -> Any:
     return resolve
 
 
+def _warm_embedder(embedder: Any) -> threading.Thread | None:
+    """Load the default embedding model on a background thread, so the first request does not wait for it.
+
+    The model is shared by the whole process (every vault and collection using the default), so it
+    stays warm for the server's life. A load that fails is left for the first request to report.
+    """
+    if embedder is not DEFAULT or not available():
+        return None
+
+    def load() -> None:
+        with contextlib.suppress(VaultError, OSError, RuntimeError):
+            MiniLM().warm()
+
+    thread = threading.Thread(target=load, name="sigmavault-embedder-warm", daemon=True)
+    thread.start()
+    return thread
+
+
 def create_app(
     path: str | os.PathLike[str],
     *,
@@ -88,12 +109,14 @@ def create_app(
     tenants: bool = False,
     embedder: Any = DEFAULT,
     host: str = "127.0.0.1",
+    warm: bool = False,
 ) -> FastAPI:
     """The server app for the vault at ``path`` (or, with ``tenants``, one vault per tenant under it).
 
     ``keys`` is a keys file (see :mod:`sigmavault.server.keys`); without one every request acts as
     an admin of the one vault, which is why a keyless app refuses a non-loopback ``host``.
-    ``embedder`` is what collections with text use (the default MiniLM unless given).
+    ``embedder`` is what collections with text use (the default MiniLM unless given); with ``warm``
+    (``sigmavault serve``) the default model loads at start, in the background, and stays loaded.
     """
     if keys is None and not is_loopback(host):
         raise InvalidInput(
@@ -116,6 +139,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.embedder_warm = _warm_embedder(embedder) if warm else None
         try:
             async with manager.run():
                 yield
@@ -149,6 +173,5 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The app each ``--workers N`` process builds (uvicorn imports it by name; the CLI sets the environment)."""
     config = env_config()
-    return create_app(
-        config.path, keys=config.keys, tenants=config.tenants, host=os.environ.get("SIGMAVAULT_SERVE_HOST", "127.0.0.1")
-    )
+    host = os.environ.get("SIGMAVAULT_SERVE_HOST", "127.0.0.1")
+    return create_app(config.path, keys=config.keys, tenants=config.tenants, host=host, warm=True)
