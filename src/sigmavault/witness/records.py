@@ -29,8 +29,9 @@ from sigmavault.witness.entry import Pending, WitnessEntry
 __all__ = ["SELECT_STORED", "Encoded", "StoredRow", "decode", "digest", "encode"]
 
 StoredRow = tuple[Any, ...]
-# The flat parameters of witness_entries and witness_blobs rows, and the entries' digests (see encode).
-Encoded = tuple[list[Any], list[Any], list[bytes]]
+# The flat parameters of witness_entries and witness_blobs rows, the entries' digests, and whether
+# any entry has an embedding (else the blob rows hold only seq and payload; see encode).
+Encoded = tuple[list[Any], list[Any], list[bytes], bool]
 
 SELECT_STORED = (
     "SELECT e.seq, e.request_id, e.session_id, e.ts_ms, m.name, e.quality, e.embedding_ms, e.retrieval_ms, "
@@ -53,16 +54,23 @@ def encode(items: Sequence[Pending], cipher: Cipher | None, seq: int, model_ids:
     """The rows of validated entries (see entry.normalize) numbered from ``seq``, in one pass.
 
     Returns the flat parameters of ``witness_entries`` (15 per entry, model by id from
-    ``model_ids``), those of ``witness_blobs`` (4 per entry that has a payload or an embedding)
-    and each entry's chain digest (which leaves ``seq`` out, so the rows can be renumbered).
+    ``model_ids``), those of ``witness_blobs`` (per entry that has a payload or an embedding: 4,
+    or 2 (seq, payload) when no entry has an embedding), each entry's chain digest (which leaves
+    ``seq`` out, so the rows can be renumbered) and whether any entry has an embedding.
+
+    NOTE: this is the writer's per-record path, so the digest is computed inline, the bytes
+    :func:`_digest` would build: the numbers are packed in one call whenever none is NULL (a
+    NULL makes ``pack`` fail, and the general function then builds the same bytes), and the
+    length-prefixed bytes of session ids, models and error types, which repeat, are cached.
     """
     entries: list[Any] = []
     blobs: list[Any] = []
     digests: list[bytes] = []
     add_entry, add_blob, add_digest = entries.extend, blobs.extend, digests.append
+    pack, texts, dumps, sha256, u64 = _NUMBERS.pack, _texts(), orjson.dumps, _sha256, _U64
+    vectors = False
     for rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, ctx, qv, rv, routing, etype, emsg in items:
         failed = 0 if etype is None and emsg is None else 1
-        payload: str | bytes | None = None
         if ctx or routing is not None or emsg is not None:
             doc: dict[str, Any] = {}
             if ctx:
@@ -71,32 +79,72 @@ def encode(items: Sequence[Pending], cipher: Cipher | None, seq: int, model_ids:
                 doc["r"] = routing
             if emsg is not None:
                 doc["m"] = emsg
-            payload = _json(doc)
-            if cipher is not None:
-                payload = cipher.seal(_aad(rid), payload.encode())
-        qb = None if qv is None else qv.astype(_VEC, copy=False).tobytes()
-        rb = None if rv is None else rv.astype(_VEC, copy=False).tobytes()
+            try:
+                raw = dumps(doc)
+            except TypeError:
+                # NOTE: orjson (~8x faster than the json module) refuses an integer beyond 64 bits and
+                # a lone surrogate (its JSONEncodeError is a TypeError); the json module writes those,
+                # escaped to ASCII, so the writer never fails on an entry that ``normalize`` admitted.
+                raw = _FALLBACK.encode(doc).encode()
+            if cipher is None:
+                payload: str | bytes | None = raw.decode()
+                tail = b"s" + u64(len(raw)) + raw
+            else:
+                payload = cipher.seal(_aad(rid), raw)
+                tail = u64(len(payload)) + payload
+        else:
+            payload = None
+            tail = _NONE
         add_entry((seq, rid, sid, ts, None if model is None else model_ids[model], quality,
                    e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, etype, failed))  # fmt: skip
-        if payload is not None or qb is not None or rb is not None:
+        if qv is None and rv is None:
+            if payload is not None:
+                add_blob((seq, payload, None, None))
+            try:
+                packed = pack((sid is None) << 11 | (model is None) << 12 | (etype is None) << 13,
+                              ts, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, failed)  # fmt: skip
+            except struct.error:  # a NULL number: the general function
+                add_digest(_digest(rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, etype,
+                                   failed, payload, None, None))  # fmt: skip
+            else:
+                rb = rid.encode()
+                t2 = texts.get(sid) or _text_part(texts, sid)
+                t3 = texts.get(model) or _text_part(texts, model)
+                t4 = texts.get(etype) or _text_part(texts, etype)
+                add_digest(sha256(b"".join((packed, _U32(len(rb)), rb, t2, t3, t4, tail, _NONE, _NONE))).digest())
+        else:
+            vectors = True
+            qb = None if qv is None else qv.astype(_VEC, copy=False).tobytes()
+            rb = None if rv is None else rv.astype(_VEC, copy=False).tobytes()
             add_blob((seq, payload, qb, rb))
-        add_digest(_digest(rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, etype, failed,
-                           payload, qb, rb))  # fmt: skip
+            add_digest(_digest(rid, sid, ts, model, quality, e_ms, r_ms, ro_ms, g_ms, t_ms, pt, ct, etype, failed,
+                               payload, qb, rb))  # fmt: skip
         seq += 1
-    return entries, blobs, digests
+    if not vectors:
+        # NOTE: two parameters per row instead of four: half the binding, and 8192 rows per statement.
+        pairs: list[Any] = [None] * (len(blobs) // 2)
+        pairs[0::2] = blobs[0::4]
+        pairs[1::2] = blobs[1::4]
+        blobs = pairs
+    return entries, blobs, digests, vectors
 
 
-def _json(doc: dict[str, Any]) -> str:
-    """Compact JSON text of a payload document.
+_TEXTS: dict[str | None, bytes] = {}
+_MAX_TEXTS = 4096
 
-    NOTE: orjson is ~8x faster than the json module here; what it refuses (an integer beyond
-    64 bits, a string with a lone surrogate) is written by the json module instead, escaped to
-    ASCII, so the writer never fails on an entry that ``normalize`` admitted.
-    """
-    try:
-        return orjson.dumps(doc).decode()
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return _FALLBACK.encode(doc)
+
+def _texts() -> dict[str | None, bytes]:
+    """The cache of length-prefixed text columns (emptied when it grew past its bound)."""
+    if len(_TEXTS) > _MAX_TEXTS:
+        _TEXTS.clear()
+    return _TEXTS
+
+
+def _text_part(cache: dict[str | None, bytes], text: str | None) -> bytes:
+    """A text column as the digest holds it: its UTF-8 length (u32), then its bytes (NULL: length 0)."""
+    raw = b"" if text is None else text.encode()
+    part = cache[text] = _U32(len(raw)) + raw
+    return part
 
 
 def digest(row: StoredRow) -> bytes:

@@ -38,9 +38,11 @@ __all__ = ["Overflow", "Writer", "WriterConfig"]
 
 Overflow = Literal["block", "drop"]
 
+_PAYLOAD_COLS = BLOB_COLS[:2]  # a commit without embeddings leaves the two vector columns out (NULL)
+_CHECKPOINT_BEHIND = 1024  # entries in a commit from which its WAL checkpoint runs on a worker thread
 _BATCH_COLS = ("id", "first_seq", "n", "created_ms", "prev_hash", "hash", "digests")
-_COMMIT_ENTRIES = 8000  # under a backlog, several batches (chain links) share one commit
-_ROWS_PER_STATEMENT = 1024  # a power of two; 1024 * 15 parameters stays below SQLite's default limit of 32766
+_COMMIT_ENTRIES = 8192  # under a backlog, several batches (chain links) share one commit; a power of two (see _insert)
+_PARAMS_PER_STATEMENT = 32766  # SQLite's default limit on parameters; a build's lower limit is respected too
 _GIVE_UP_AFTER = 3  # failed attempts per batch once close() was asked for
 _live: weakref.WeakSet[Writer] = weakref.WeakSet()
 
@@ -240,7 +242,8 @@ class Writer:
         drops = 0
         while True:
             batch_id, seq, prev = head
-            entries, blobs, digests = encode(items, self._main.cipher, seq, self._models)
+            entries, blobs, digests, vectors = encode(items, self._main.cipher, seq, self._models)
+            blob_cols = BLOB_COLS if vectors else _PAYLOAD_COLS
             created = now_ms()
             links: list[Any] = []
             for start in range(0, len(items), size):
@@ -251,11 +254,13 @@ class Writer:
                 batch_id, prev = batch_id + 1, chained
             if self.before_commit is not None:
                 self.before_commit()
-            with self._db.write() as conn:
+            # NOTE: checkpoint_behind: the WAL checkpoint a commit of thousands of rows would run (copying
+            # its pages into the database file, and an fsync) runs on a worker thread instead of here.
+            with self._db.write(checkpoint_behind=len(items) >= _CHECKPOINT_BEHIND) as conn:
                 now = _head(conn)
                 if now == head:
                     _insert(conn, "witness_entries", ENTRY_COLS, entries)
-                    _insert(conn, "witness_blobs", BLOB_COLS, blobs)
+                    _insert(conn, "witness_blobs", blob_cols, blobs)
                     _insert(conn, "witness_batches", _BATCH_COLS, links)
                     drops = self._unsaved_drops
                     if drops:
@@ -301,16 +306,24 @@ def _insert(conn: sqlite3.Connection, table: str, cols: tuple[str, ...], flat: l
     NOTE: one multi-row INSERT is one sqlite3_step, so the writer gives up the GIL a few times
     per commit rather than once per row (executemany): each hand-over costs it up to the
     interpreter's switch interval (5 ms) while a caller thread runs, which starved it under load.
-    Sizes are powers of two (1024, then the binary digits of the rest) so that a handful of
-    statements serve every commit from SQLite's statement cache: compiling a statement of a new
-    size costs more than executing it.
+    So statements are as large as SQLite's parameter limit allows (2048 entry rows; a full commit
+    of 8192 entries is 4 + 1 + 1 statements). Sizes are powers of two (the largest, then the
+    binary digits of the rest) so that a handful of statements serve every commit from SQLite's
+    statement cache: compiling a statement of a new size costs more than executing it.
     """
     width = len(cols)
     start, total = 0, len(flat) // width
+    most = _max_rows(conn, width)
     while start < total:
-        rows = min(_ROWS_PER_STATEMENT, 1 << ((total - start).bit_length() - 1))
+        rows = min(most, 1 << ((total - start).bit_length() - 1))
         conn.execute(_values_sql(table, cols, rows), flat[start * width : (start + rows) * width])
         start += rows
+
+
+def _max_rows(conn: sqlite3.Connection, width: int) -> int:
+    """The largest power of two of rows of ``width`` parameters one statement may bind."""
+    params = min(_PARAMS_PER_STATEMENT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    return 1 << max(0, (params // width).bit_length() - 1)
 
 
 @functools.lru_cache(maxsize=128)
