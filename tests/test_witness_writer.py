@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 import sigmavault as sv
+from sigmavault.witness import chain
 from sigmavault.witness.chain import batch_hash
 from sigmavault.witness.records import digest
 
@@ -184,3 +187,76 @@ def test_every_damaged_byte_of_an_archive_reads_as_corrupted(vault_path: Path) -
                 list(w.read_archive(name))
         inside.write_bytes(pristine)
         assert vault.check().ok
+
+
+def _entries(n: int, rng: np.random.Generator, *, vectors: bool) -> list[dict[str, Any]]:
+    """Entries with every kind of column: NULL numbers, non-ASCII text, payloads, errors, embeddings."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        e: dict[str, Any] = {
+            "request_id": f"r\u00e9{i}" if i % 7 == 0 else f"r{i}",
+            "session_id": None if i % 5 == 0 else f"s{i % 13}",
+            "model": None if i % 6 == 0 else ("m\u00fc", "m2", "m3")[i % 3],
+            "quality": None if i % 4 == 0 else float(rng.random()),
+            "total_ms": float(rng.lognormal(5, 1)),
+            "prompt_tokens": None if i % 3 == 0 else int(rng.integers(1 << 40)),
+            "context_ids": [] if i % 2 else ["u1", "b\u2603"],
+            "routing": None if i % 8 == 0 else {"t": 0.5, "big": 1 << 70} if i % 11 == 0 else {"t": 0.7},
+            "error_type": "Timeout" if i % 9 == 0 else None,
+            "error_message": "boom \u00e9" if i % 10 == 0 else None,
+        }
+        if i % 12 in (1, 5, 7, 11):  # every number present (with quality and prompt_tokens above)
+            e.update(embedding_ms=1.5, retrieval_ms=0.0, routing_ms=2.25, generation_ms=3.0, completion_tokens=7)
+        if vectors and i % 4 == 1:
+            e["query_embedding"] = rng.random(4).astype(np.float32)
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("vectors", [False, True])
+def test_the_writers_digests_are_those_of_the_stored_rows(vault: sv.Vault, vectors: bool) -> None:
+    # NOTE: the writer computes digests inline (a fast path for rows without NULL numbers); each must be
+    # exactly records.digest() of the row read back, or check() would report tampering.
+    w = vault.witness
+    w.configure(batch_size=50, flush_interval=3600, queue_size=100_000)
+    for e in _entries(300, np.random.default_rng(1), vectors=vectors):
+        w.record(e)
+    w.flush()
+    with vault._db.read() as conn:  # the chain's own check: every entry's digest against its batch
+        problems, counts = chain.verify(conn)
+    assert problems == [] and counts["entries"] == 300 and counts["batches"] >= 6
+    got = {e.request_id: e for e in w.query(order="oldest", limit=None, embeddings=True)}
+    assert got["r\u00e90"].context_ids == ("u1", "b\u2603") and got["r11"].routing == {"t": 0.5, "big": 1 << 70}
+    assert got["r10"].error_message == "boom \u00e9" and got["r9"].error_type == "Timeout" and got["r9"].failed
+    assert (got["r1"].query_embedding is not None) == vectors and got["r2"].query_embedding is None
+
+
+def test_statements_respect_a_low_sqlite_parameter_limit(vault: sv.Vault) -> None:
+    w = vault.witness
+    w.configure(batch_size=10, flush_interval=3600, queue_size=100_000)
+    w.record({"request_id": "first"})
+    w.flush()
+    writer = w._writer
+    assert writer is not None
+    # a build with a lower limit than the default: at most 6 entry rows (15 parameters) per statement
+    writer._db.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+    for e in _entries(123, np.random.default_rng(2), vectors=True):
+        w.record(e)
+    w.flush()
+    assert w.count() == 124 and vault.check().ok
+
+
+def test_full_batches_are_written_without_a_flush(vault: sv.Vault) -> None:
+    # whether the writer waits idle (woken by record()) or polls a queue that is not empty
+    w = vault.witness
+    w.configure(batch_size=5, flush_interval=3600)
+    for i in range(23):
+        w.record({"request_id": f"r{i}"})
+    writer = w._writer
+    assert writer is not None
+    deadline = time.monotonic() + 60  # liveness only: the batches are due at once, not after the hour
+    while writer.persisted < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.persisted >= 20
+    w.flush()
+    assert w.count() == 23
