@@ -260,3 +260,16 @@ def test_full_batches_are_written_without_a_flush(vault: sv.Vault) -> None:
     assert writer.persisted >= 20
     w.flush()
     assert w.count() == 23
+
+
+def test_a_lone_entry_is_written_after_flush_interval_without_a_flush(vault: sv.Vault) -> None:
+    w = vault.witness
+    w.configure(batch_size=1000, flush_interval=0.05)
+    for i in range(3):  # arriving, then nothing more: the writer stops polling and waits out the interval
+        w.record({"request_id": f"r{i}"})
+    writer = w._writer
+    assert writer is not None
+    deadline = time.monotonic() + 60  # liveness only
+    while writer.persisted < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.persisted == 3 and writer.queued == 0

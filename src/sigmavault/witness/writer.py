@@ -4,8 +4,8 @@
 The thread writes what is queued once ``batch_size`` entries are queued or ``flush_interval``
 seconds after its last write, whichever comes first, in links of the hash chain of at most
 ``batch_size`` entries (under a backlog several links share one commit). While entries keep
-arriving it looks at the queue every few milliseconds (``_POLL``) on its own timer; only an idle
-writer (empty queue, waiting up to ``flush_interval``) is woken by ``put``, when a full batch is
+arriving it looks at the queue every few milliseconds (``_POLL``) on its own timer; only a writer
+that saw none arrive (waiting up to ``flush_interval``) is woken by ``put``, when a full batch is
 waiting. NOTE: waking it from ``put`` (a futex call and a thread switch) cost the one record in
 every ``batch_size`` that did it ~40 us when requests arrive paced, which set ``record()``'s p99.
 
@@ -45,7 +45,7 @@ Overflow = Literal["block", "drop"]
 _PAYLOAD_COLS = BLOB_COLS[:2]  # a commit without embeddings leaves the two vector columns out (NULL)
 _CHECKPOINT_BEHIND = 1024  # entries in a commit from which its WAL checkpoint runs on a worker thread
 _BATCH_COLS = ("id", "first_seq", "n", "created_ms", "prev_hash", "hash", "digests")
-_COMMIT_ENTRIES = 8192  # under a backlog, several batches (chain links) share one commit; a power of two (see _insert)
+_COMMIT_ENTRIES = 8192  # under a backlog, several batches (chain links) share one commit (8 statements per table)
 _ROWS_PER_STATEMENT = 1024  # a power of two; compiling a statement costs ~12 ms per 1024 rows, once per connection
 _PARAMS_PER_STATEMENT = 32766  # SQLite's default limit on parameters; a build's lower limit is respected too
 _GIVE_UP_AFTER = 3  # failed attempts per batch once close() was asked for
@@ -181,23 +181,31 @@ class Writer:
     def _run(self) -> None:
         q = self._queue
         last = time.monotonic()  # the last write
+        seen = 0  # the queue's length at the last look
         while True:
             config = self.config
-            if q:
-                # NOTE: entries are arriving: look again shortly, on this thread's own timer.
-                woken = self._wake.wait(max(0.0, min(_POLL, last + config.flush_interval - time.monotonic())))
-            else:
-                # NOTE: announced before the queue is looked at once more, so that a put() either sees
-                # the flag (and wakes this thread when a batch is full) or its entry is seen here.
-                self._idle = True
-                woken = False if q else self._wake.wait(config.flush_interval)
-                self._idle = False
+            n = len(q)
+            woken = False
+            if n < config.batch_size:
+                wait = max(0.0, last + config.flush_interval - time.monotonic()) if n else config.flush_interval
+                if n > seen:
+                    # NOTE: entries are arriving: look again shortly, on this thread's own timer.
+                    woken = self._wake.wait(min(_POLL, wait))
+                else:
+                    # NOTE: idle, or nothing came since the last look: put() wakes this thread once a batch
+                    # is full. Announced before the queue is looked at again, so that a put() either sees
+                    # the flag or its entry is seen here.
+                    self._idle = True
+                    if len(q) == n:
+                        woken = self._wake.wait(wait)
+                    self._idle = False
             self._wake.clear()
+            seen = len(q)
             now = time.monotonic()
             # NOTE: the event is set by flush(), stop(), a blocked producer, or put() for an idle writer.
-            if woken or self._stopping or len(q) >= config.batch_size or now - last >= config.flush_interval:
+            if woken or self._stopping or seen >= config.batch_size or (seen and now - last >= config.flush_interval):
                 self._drain()
-                last = now
+                last, seen = now, 0
             if self._stopping and not q:
                 return
 
