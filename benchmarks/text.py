@@ -18,6 +18,9 @@ Measured side by side, query by query, so every method sees the same machine loa
 - ``hybrid``: ``mode="hybrid"`` with the query vector given (embedding time excluded);
 - ``hybrid_main``: the vector search plus ``text_main`` fused the same way (main's hybrid);
 - ``vector``: vector search alone, for reference;
+- ``hybrid_from_text``: ``search(text, mode="hybrid")`` on the same collection opened with the
+  default embedder: what a user's hybrid query costs, embedding the query included;
+- ``embed_query``: embedding the query alone (all-MiniLM-L6-v2, the default backend);
 - ``rank_bm25``: ``rank_bm25.BM25Okapi`` in pure Python (extra ``[bench]``), when installed.
 
     .venv/bin/python benchmarks/text.py            # 10k docs, 1000 + 200 queries
@@ -230,6 +233,18 @@ def main() -> None:
     cid = sqlite3.connect(root / "vault.db").execute("SELECT id FROM collections WHERE name = 'bench'").fetchone()[0]
     peer = sqlite3.connect(f"{(root / 'vault.db').resolve().as_uri()}?mode=ro", uri=True)
 
+    # NOTE: the same collection with the default embedder: "hybrid_from_text" is what a user's
+    # search("...", mode="hybrid") costs, embedding the query included.
+    embedded_col: Any = None
+    try:
+        from sigmavault.embed import MiniLM
+
+        embedded_col = vault.collection("bench", embedder=MiniLM())
+        embedded_col.embedder.embed(["warm up"])
+    except Exception as exc:  # a benchmark without the embed extra still runs
+        log(f"no default embedder ({type(exc).__name__}): no hybrid_from_text figures")
+        embedded_col = None
+
     bm25: Any = None
     try:
         from rank_bm25 import BM25Okapi
@@ -280,6 +295,17 @@ def main() -> None:
             "hybrid_main": hybrid_main,
             "vector": vector,
         }
+        if embedded_col is not None:
+
+            def hybrid_from_text(qi: int, queries: list[dict[str, Any]] = queries) -> list[int]:
+                return [int(h.id) for h in embedded_col.search(queries[qi]["query"], k=K, mode="hybrid")]
+
+            def embed_only(qi: int, queries: list[dict[str, Any]] = queries) -> list[int]:
+                embedded_col.embedder.embed([queries[qi]["query"]])
+                return []
+
+            methods["hybrid_from_text"] = hybrid_from_text
+            methods["embed_query"] = embed_only
         if bm25 is not None:
 
             def pure(qi: int, queries: list[dict[str, Any]] = queries) -> list[int]:
@@ -290,6 +316,8 @@ def main() -> None:
             methods["rank_bm25"] = pure
         log(f"measuring {len(queries)} queries of {key} words")
         got = run_set(methods, queries, args.repeat)
+        if "embed_query" in got:
+            got["embed_query"].pop("ndcg10")  # it returns no hits: only its time counts
         got["ratios"] = {
             "text_main_over_text_p50": round(got["text_main"]["p50_ms"] / got["text"]["p50_ms"], 2),
             "hybrid_main_over_hybrid_p50": round(got["hybrid_main"]["p50_ms"] / got["hybrid"]["p50_ms"], 2),

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sigmavault.errors import DimensionMismatch, EmbedderUnavailable, InvalidInput, NotFound, VaultError
+from sigmavault.runtime.locks import SessionLocks
 from sigmavault.runtime.prompt import PromptBuilder, render_context
 from sigmavault.runtime.reply import Reply
 from sigmavault.runtime.timing import Clock, ms
@@ -41,16 +42,6 @@ QualityFn = Callable[[str, str, list[Hit]], float | None]
 _META = "sigmavault.runtime"  # the session metadata key holding the runtime's token history
 _DEFAULTS: dict[str, Any] = {"max_new_tokens": 64, "do_sample": False}
 _NON_GENERATE = ("codec",)  # routing settings that are not generate() keywords
-
-
-class _SessionLock:
-    """One session's turn lock and how many turns hold or await it."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.users = 0
 
 
 @dataclass
@@ -139,8 +130,8 @@ class Runtime:
             "\x00".join([fingerprint.model, template, system_prompt or "", str(len(tokenizer))]).encode()
         ).hexdigest()[:24]
         self._tracer_provider = tracer_provider
-        self._locks: dict[str, _SessionLock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = SessionLocks()
+        self._pool_guard = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
     # -- public API -------------------------------------------------------------------------
@@ -163,7 +154,7 @@ class Runtime:
         ``k`` units of the collection are retrieved (``where`` filters them); extra keywords pass to
         ``model.generate``. Raises what generation raised, after recording the failure in the witness log.
         """
-        with self._lock(session_id):
+        with self._locks.hold(session_id):
             turn = self._begin(session_id, message, user_id, quality)
             try:
                 self._prepare(turn, k, where, max_new_tokens, codec, generate_kwargs)
@@ -218,7 +209,7 @@ class Runtime:
         """The generator behind :meth:`stream`: generate in a thread, yield text, then finish the turn."""
         from transformers import TextIteratorStreamer
 
-        with self._lock(session_id):
+        with self._locks.hold(session_id):
             turn = self._begin(session_id, message, user_id, quality)
             try:
                 self._prepare(turn, k, where, max_new_tokens, codec, generate_kwargs)
@@ -252,28 +243,10 @@ class Runtime:
 
     # -- the steps --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _lock(self, session_id: str) -> Iterator[None]:
-        # NOTE: one turn per session at a time: a turn reads the session's history and writes the next one.
-        # A session's lock lives while a turn holds or awaits it, so a long-running server keeps no lock per
-        # session it ever saw.
-        with self._locks_guard:
-            held = self._locks.setdefault(session_id, _SessionLock())
-            held.users += 1
-        try:
-            with held.lock:
-                yield
-        finally:
-            with self._locks_guard:
-                held.users -= 1
-                if held.users == 0:
-                    del self._locks[session_id]
-
     @property
     def busy_sessions(self) -> int:
         """How many sessions have a turn running or waiting (each holds one lock while it does)."""
-        with self._locks_guard:
-            return len(self._locks)
+        return len(self._locks)
 
     def _begin(self, session_id: str, message: str, user_id: str | None, quality: QualityFn | None) -> _Turn:
         if not isinstance(message, str) or not message.strip():
@@ -437,14 +410,14 @@ class Runtime:
             turn.latency["kv_save_ms"] = ms(time.perf_counter() - start)
 
     def _background(self) -> ThreadPoolExecutor:
-        with self._locks_guard:
+        with self._pool_guard:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigmavault-kv-save")
             return self._pool
 
     def close(self) -> None:
         """Stop the runtime's helper thread (the vault stays open; it is the caller's)."""
-        with self._locks_guard:
+        with self._pool_guard:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
