@@ -203,21 +203,32 @@ class SearchEngine:
         """
         if matrix is None:
             matrix = self.catalog.state(cid).matrix()
-        flat = rows[rows >= 0]
-        wanted = (np.unique(flat) if rows.shape[0] > 1 else flat).tolist()
+        row_lists = rows.tolist()
+        one = len(row_lists) == 1
+        wanted = [r for r in row_lists[0] if r >= 0] if one else np.unique(rows[rows >= 0]).tolist()
         info: dict[int, tuple[str, str | None, dict[str, Any]]] = {}
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             info.update(self.units.by_rows(cid, wanted[start : start + _LOOKUP_CHUNK], matrix=matrix))
         out: list[list[Hit]] = []
         touched: list[str] = []
-        for s_row, r_row in zip(scores.tolist(), rows.tolist(), strict=True):
+        get = info.get
+        # NOTE: by_rows decodes a new metadata dict per row; a row that is a hit of several
+        # queries gets a copy from its second time on, so no two hits share a dict.
+        seen: set[int] | None = None if one else set()
+        for s_row, r_row in zip(scores.tolist(), row_lists, strict=True):
             hits = []
             for r, s in zip(r_row, s_row, strict=True):
-                found = info.get(r)
-                if found is not None:
-                    # NOTE: a copy of the metadata: the same row may be a hit of several queries.
-                    hits.append(Hit(found[0], s, found[1], dict(found[2])))
-                    touched.append(found[0])
+                found = get(r)
+                if found is None:
+                    continue
+                meta = found[2]
+                if seen is not None:
+                    if r in seen:
+                        meta = dict(meta)
+                    else:
+                        seen.add(r)
+                hits.append(Hit(found[0], s, found[1], meta))
+                touched.append(found[0])
             out.append(hits)
         if touch:
             self.units.touch(touched)
