@@ -22,6 +22,7 @@ __all__ = ["load_meta", "verify_rows"]
 
 _DECODE = json.JSONDecoder().raw_decode
 _F4 = np.dtype("<f4")
+_crc = zlib.crc32
 
 
 def load_meta(stored: str) -> dict[str, Any]:
@@ -61,9 +62,9 @@ def verify_rows(matrix: Vector, found: Sequence[Sequence[Any]]) -> None:
     if matrix.dtype == _F4 and matrix.flags.c_contiguous:
         # NOTE: each row of the map is already the little-endian bytes its CRC was taken of:
         # CRC32 over the views, no gather (about a microsecond per 384-d row).
-        crcs = list(map(zlib.crc32, map(matrix.__getitem__, rows)))
+        crcs = [_crc(memoryview(matrix[r])) for r in rows]
     else:
-        crcs = list(map(zlib.crc32, np.ascontiguousarray(matrix[rows], dtype=_F4)))
+        crcs = [_crc(memoryview(row)) for row in np.ascontiguousarray(matrix[rows], dtype=_F4)]
     for r, crc in zip(checked, crcs, strict=True):
         if crc != r[4]:
             raise Corrupted(
