@@ -27,7 +27,9 @@ from sigmavault.errors import Corrupted, InvalidInput
 from sigmavault.index.exact import exact_search, top_k
 
 __all__ = [
+    "FEW_QUERIES",
     "KINDS",
+    "ONE_THREAD_ROWS",
     "AnnIndex",
     "BuildParams",
     "Eligible",
@@ -76,6 +78,12 @@ def get_threads() -> int:
 
 
 FEW_QUERIES = 8  # searches of fewer queries run on one thread (see threads_for)
+# NOTE: an exact search of fewer than FEW_QUERIES queries over at most this many rows is scored in
+# FAISS's one-thread loop over the rows: a BLAS product for one query fans out over every core and
+# stalls on a busy machine. Above it the scan is memory-bound and two threads pay (100k x 384,
+# load 1: 17 ms on one thread, 5.4 ms as a BLAS product). Also the size below which
+# index="auto" searches exactly (units.indexes.AUTO_MIN_ROWS).
+ONE_THREAD_ROWS = 20_000
 
 
 @contextmanager

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from sigmavault.index import exact_search, hamming_similarity
-from sigmavault.index.ann import FEW_QUERIES, Eligible, MaskEligible, exact_rows, search, threads_for
+from sigmavault.index.ann import (
+    FEW_QUERIES,
+    ONE_THREAD_ROWS,
+    Eligible,
+    MaskEligible,
+    exact_rows,
+    search,
+    threads_for,
+)
 from sigmavault.types import Hit, State, Vector
 from sigmavault.units.catalog import STATE_CODES, Catalog, RowState
 from sigmavault.units.filters import compile_where
@@ -33,7 +41,6 @@ RRF_K = 60
 # NOTE: below this share of the collection a filter is "selective": scoring just the matching
 # rows beats scoring everything and masking.
 _SELECTIVE = 0.2
-ONE_THREAD_ROWS = 20_000  # the size below which index="auto" searches exactly
 # NOTE: with an ANN index, a filter matching at most this many rows (or this share) is searched
 # exactly on the matching rows: cheap there, and an ID selector loses recall when few rows pass.
 _EXACT_ROWS = 10_000
@@ -132,10 +139,8 @@ class SearchEngine:
                 narrowed[subset] = True
                 mask = narrowed
         if rows is None and len(queries) < FEW_QUERIES and len(mask) <= ONE_THREAD_ROWS:
-            # NOTE: a few queries over a small collection are scored in FAISS's one-thread loop: a
-            # BLAS product for one query fans out over every core and stalls on a busy machine. Above
-            # ONE_THREAD_ROWS the scan is memory-bound and two threads pay (100k x 384, load 1:
-            # 17 ms on one thread, 5.4 ms as a BLAS product).
+            # NOTE: a few queries over a small collection are scored in FAISS's one-thread loop
+            # (see ONE_THREAD_ROWS in index.ann for the measured limit).
             rows = np.flatnonzero(mask)
         if rows is not None:
             return (*exact_rows(matrix, queries, rows, k, metric=st.info.metric), matrix)
