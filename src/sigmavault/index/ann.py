@@ -608,8 +608,12 @@ def search(
         cands = ann.candidates(queries, depth, q)
         ok = (cands >= 0) & (cands < covers)
         ok[ok] = eligible.of(cands[ok])
-        cands[~ok] = -1
-        starving = np.flatnonzero(ok.sum(axis=1) < min(k, ann.ntotal))
+        # NOTE: the usual case (every candidate eligible) skips the bookkeeping below: small numpy
+        # calls cost microseconds each on a cold cache, next to a 0.3 ms graph search.
+        starving = np.zeros(0, dtype=np.int64)
+        if not ok.all():
+            cands[~ok] = -1
+            starving = np.flatnonzero(ok.sum(axis=1) < min(k, ann.ntotal))
         if len(starving):
             again = ann.candidates(queries[starving], depth, q, allowed=eligible.mask(0, covers))
             width = min(cands.shape[1], again.shape[1])

@@ -286,6 +286,11 @@ def _bounded(k: int, rows: int) -> int:
 
 
 def _unit_rows(queries: Vector) -> Vector:
+    if len(queries) == 1:
+        # NOTE: one query (every search()): one dot product, not linalg.norm's several numpy calls
+        norm = float(np.sqrt(np.dot(queries[0], queries[0])))
+        one: Vector = np.divide(queries, norm or 1.0, dtype=np.float32)
+        return one
     norms = np.linalg.norm(queries, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     out: Vector = np.divide(queries, norms, dtype=np.float32)
