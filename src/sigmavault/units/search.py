@@ -115,6 +115,11 @@ class SearchEngine:
         handle = self.indexes.prepare(st) if self.indexes is not None else None
         if st.info.metric == "cosine":
             queries = _unit_rows(queries)
+        if handle is not None and handle.ann.params.kind == "hnsw":
+            # NOTE: FAISS's HNSW search, the refine and exact_rows open no OpenMP region for fewer
+            # than FEW_QUERIES queries, so threads_for's two calls into OpenMP (about 30 us on a
+            # cold cache, issue 14) would buy nothing; larger batches use every thread anyway.
+            return self._approximate(st, handle, queries, k, where, states, knobs)
         with threads_for(len(queries)):
             if handle is not None:
                 return self._approximate(st, handle, queries, k, where, states, knobs)
