@@ -3,9 +3,12 @@
 An index is derived data (DESIGN.md): losing one costs a rebuild, never a unit. The file
 ``<root>/index/<collection id>.<generation>.faiss`` is recorded in the ``ann_indexes`` table with
 the row watermark it covers (``covers``), its size and SHA-256, written in the same transaction
-that renames it into place. Before FAISS reads a byte, the file is checked against that row
-(size, checksum, FAISS type, dimension, count); a missing, stale or damaged file is rebuilt,
-reporting progress to the vault's reporter (the CLI draws it as a bar).
+that renames it into place. The file is checked against that row (size, checksum, FAISS type,
+dimension, count): an IVF file before FAISS reads a byte; an HNSW file is memory-mapped after its
+size check, its graph checked for anything FAISS could follow out of bounds, searched at once, and
+its checksum confirmed on the background thread (see :meth:`IndexManager._load_small`). A missing,
+stale or damaged file is rebuilt, reporting progress to the vault's reporter (the CLI draws it as
+a bar).
 
 No search loads, extends or builds an index: that work runs on one background thread
 (``index.jobs``), scheduled by the write that needs it and by a search that finds the index
