@@ -20,6 +20,9 @@ Ratios are vault / raw (the intermediary tax): QPS >= 0.9 is the target.
     .venv/bin/python benchmarks/ann.py                    # 1M x 384 + Debian set, both kinds
     .venv/bin/python benchmarks/ann.py --quick            # 100k + 5k texts, a smoke run
     .venv/bin/python benchmarks/ann.py --n 250000 --kinds ivf-rabitq --no-text
+    .venv/bin/python benchmarks/ann.py --n 1000000 --kinds auto --no-text --keep   # issue 14 at 1M
+    .venv/bin/python benchmarks/ann.py --reopen bench-out/ann/clustered-auto-vault \
+        --flat bench-out/ann/clustered-hnsw-flat.faiss --runs 5            # reopen + first query only
 
 Prints one JSON object on stdout; progress goes to stderr.
 """
@@ -254,6 +257,7 @@ class Searchers:
         import sigmavault as sv
 
         self.q = q
+        self.settle: Any = lambda: None
         start = time.perf_counter()
         if which == "vault":
             # NOTE: "defaults" measures what a user gets without passing a knob
@@ -266,6 +270,7 @@ class Searchers:
             self.single = lambda v: col.search(v, K, **knobs)
             self.batch_hits = lambda: col.search_batch(q, K, **knobs)
             self.batch_untouched = lambda: col.search_batch(q, K, touch=False, **knobs)
+            self.settle = lambda: self.vault.context.units.flush_access()
             # NOTE: the search without turning rows into Hits (the SQLite lookup of id, text and
             # metadata): shows how much of the tax is hydration.
             engine, cid = self.vault.context.search, col.info.id
@@ -351,7 +356,7 @@ def child(args: argparse.Namespace) -> None:
             lat[name].append(time.perf_counter() - t)
             cpu[name].append(time.thread_time() - c)
     timing: dict[str, dict[str, float]] = {
-        name: {"batch": np.inf, "untouched": np.inf, "core": np.inf} for name in sides
+        name: {"batch": np.inf, "flushed": np.inf, "untouched": np.inf, "core": np.inf} for name in sides
     }
     for _ in range(5):
         for name, s in sides.items():
@@ -359,6 +364,12 @@ def child(args: argparse.Namespace) -> None:
                 t = time.perf_counter()
                 fn()
                 timing[name][what] = min(timing[name][what], time.perf_counter() - t)
+                if what == "batch":
+                    # NOTE: the access counts of a batch are written by a worker thread after it
+                    # returns; "flushed" includes that write (the sustained cost of counting), and
+                    # waiting for it keeps it out of the next measurement.
+                    s.settle()
+                    timing[name]["flushed"] = min(timing[name]["flushed"], time.perf_counter() - t)
     out = {}
     for name in sides:
         ms = np.array(lat[name]) * 1e3
@@ -368,6 +379,7 @@ def child(args: argparse.Namespace) -> None:
             "p50_cpu_ms": round(float(np.percentile(cpu[name], 50)) * 1e3, 4),
             "p99_cpu_ms": round(float(np.percentile(cpu[name], 99)) * 1e3, 4),
             "batch_qps": round(len(q) / timing[name]["batch"]),
+            "batch_qps_access_counts_written": round(len(q) / timing[name]["flushed"]),
             "batch_qps_touch_false": round(len(q) / timing[name]["untouched"]),
             "batch_qps_without_hits": round(len(q) / timing[name]["core"]),
         }
@@ -379,7 +391,14 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_set(
-    name: str, x: np.ndarray, q: np.ndarray, texts: list[str] | None, kinds: list[str], work: Path, threads: int
+    name: str,
+    x: np.ndarray,
+    q: np.ndarray,
+    texts: list[str] | None,
+    kinds: list[str],
+    work: Path,
+    threads: int,
+    keep: bool = False,
 ) -> dict[str, Any]:
     from sigmavault.index.ann import QueryParams, default_nprobe
 
@@ -421,7 +440,8 @@ def run_set(
         flat = measure("flat", str(flat_path), qpath, gpath, knobs, threads)
         speed = measure("compare", f"{root}|{raw_path}|{flat_path}", qpath, gpath, knobs, threads)
         raw_path.unlink()
-        shutil.rmtree(root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
         sv_side = {**built, **vault, **speed["sigmavault"]}
         sv_side["opened_without_rebuild"] = sv_side.pop("index_file") == built["index_file"]
         sv_side.pop("params")
@@ -430,6 +450,7 @@ def run_set(
         for side in (raw_side, flat_side):
             side.pop("batch_qps_without_hits")
             side.pop("batch_qps_touch_false")
+            side.pop("batch_qps_access_counts_written")
         to_flat = {
             "p50_latency": round(sv_side["p50_ms"] / flat_side["p50_ms"], 3),
             "p99_latency": round(sv_side["p99_ms"] / flat_side["p99_ms"], 3),
@@ -437,6 +458,9 @@ def run_set(
             "p99_cpu": round(sv_side["p99_cpu_ms"] / flat_side["p99_cpu_ms"], 3),
             "batch_qps": round(sv_side["batch_qps"] / flat_side["batch_qps"], 3),
             "batch_qps_touch_false": round(sv_side["batch_qps_touch_false"] / flat_side["batch_qps"], 3),
+            "batch_qps_access_counts_written": round(
+                sv_side["batch_qps_access_counts_written"] / flat_side["batch_qps"], 3
+            ),
             "reopen_first_query": round(vault["reopen_first_query_s"] / flat["reopen_first_query_s"], 3),
         }
         result[kind] = {
@@ -467,7 +491,8 @@ def run_set(
         }
         log(f"{name}/{kind}: {json.dumps(result[kind]['ratio_vault_over_raw_hnsw_flat_same_recall'])}")
         log(f"{name}/{kind}: targets {json.dumps(result[kind]['targets'])}")
-    flat_path.unlink()
+    if not keep:
+        flat_path.unlink()
     return result
 
 
@@ -511,6 +536,93 @@ def exact_small(work: Path, n: int = 10_000, queries: int = 300) -> dict[str, An
     return out
 
 
+def reopen_child(target: str, queries: Path, flat_ef: int) -> dict[str, Any]:
+    """One fresh process: open a vault (or read a raw FAISS file), answer a first query, then 20 more.
+
+    For a vault also: when its index is loaded and its checksum confirmed (``wait_index``), and one
+    query after that. Times are wall clock from just before the open; the interpreter start and
+    imports are not counted (they are the same for both sides).
+    """
+    import faiss
+
+    import sigmavault as sv
+
+    q = np.load(queries)
+    out: dict[str, Any] = {}
+    start, cpu = time.perf_counter(), time.process_time()
+    if target.endswith(".faiss"):
+        index = faiss.read_index(target)
+        sp = faiss.SearchParametersHNSW()
+        sp.efSearch = flat_ef
+        index.search(q[:1], K, params=sp)
+        out["reopen_first_query_s"] = round(time.perf_counter() - start, 3)
+        lat = []
+        for v in q[1:21]:
+            t = time.perf_counter()
+            index.search(v[None, :], K, params=sp)
+            lat.append(time.perf_counter() - t)
+    else:
+        vault = sv.open(target)
+        col = vault.collection("bench", embedder=None)
+        out["open_s"] = round(time.perf_counter() - start, 3)
+        col.search(q[0], K)
+        out["reopen_first_query_s"] = round(time.perf_counter() - start, 3)
+        lat = []
+        for v in q[1:21]:
+            t = time.perf_counter()
+            col.search(v, K)
+            lat.append(time.perf_counter() - t)
+        info = col.index_info()
+        out["index_loaded_by_first_query"] = "loaded" in info
+        col.wait_index()
+        out["index_confirmed_s"] = round(time.perf_counter() - start, 3)
+        t = time.perf_counter()
+        col.search(q[21], K)
+        out["query_after_confirmed_ms"] = round((time.perf_counter() - t) * 1e3, 3)
+        vault.close()
+    out["next_20_p50_ms"] = round(float(np.median(lat)) * 1e3, 3)
+    out["process_cpu_s"] = round(time.process_time() - cpu, 3)
+    out["loadavg"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def reopen(vault: Path, flat: Path | None, runs: int, flat_ef: int) -> dict[str, Any]:
+    """Reopen + first query of a kept vault (``--keep``) in ``runs`` fresh processes, raw FAISS alternating."""
+    queries = vault.parent / f"{vault.name}-reopen-queries.npy"
+    if not queries.exists():
+        dim = 384
+        import sigmavault as sv
+
+        with sv.open(vault, frozen=True) as v:
+            dim = v.collection("bench", embedder=None).dim or dim
+        np.save(queries, clustered(1000, dim, seed=42, queries=50)[1])  # the main set's distribution
+    sides = {"sigmavault": str(vault)} | ({"raw_hnsw_flat": str(flat)} if flat else {})
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    for i in range(runs):
+        for name, target in sides.items() if i % 2 == 0 else reversed(sides.items()):
+            cmd = [sys.executable, __file__, "--child", "reopen", "--target", target, "--q", str(queries)]
+            cmd += ["--knobs", json.dumps({"flat_ef": flat_ef})]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"reopen of {target} failed:\n{proc.stderr}")
+            found[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            log(f"reopen {name}: {found[name][-1]}")
+    out: dict[str, Any] = {"runs": runs}
+    for name, rows in found.items():
+        out[name] = {
+            key: round(float(np.median([r[key] for r in rows])), 3)
+            for key in rows[0]
+            if isinstance(rows[0][key], float | int) and not isinstance(rows[0][key], bool)
+        }
+        out[name]["all_runs"] = rows
+    if flat:
+        out["ratio_reopen_first_query"] = round(
+            out["sigmavault"]["reopen_first_query_s"] / out["raw_hnsw_flat"]["reopen_first_query_s"], 3
+        )
+    out["target_reopen_first_query_le_0.5_s"] = out["sigmavault"]["reopen_first_query_s"] <= 0.5
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="clustered vectors (default 1M)")
@@ -527,14 +639,34 @@ def main() -> None:
         "--quick", action="store_true", help="50k vectors, 200 queries, the default kind only, no texts"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
-    parser.add_argument("--child", choices=("vault", "raw", "flat", "compare"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep each vault and the raw HNSWFlat file under --out/ann (for --reopen)"
+    )
+    parser.add_argument(
+        "--reopen",
+        type=Path,
+        help="only time reopen + first query of a vault kept by --keep (e.g. bench-out/ann/clustered-auto-vault)",
+    )
+    parser.add_argument("--flat", type=Path, help="with --reopen: a raw FAISS HNSWFlat file to reopen alternately")
+    parser.add_argument("--runs", type=int, default=5, help="with --reopen: fresh processes per side")
+    parser.add_argument("--flat-ef", type=int, default=128, help="with --reopen: efSearch of the raw HNSWFlat")
+    parser.add_argument("--child", choices=("vault", "raw", "flat", "compare", "reopen"), help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--q", help=argparse.SUPPRESS)
     parser.add_argument("--gt", help=argparse.SUPPRESS)
     parser.add_argument("--knobs", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "reopen":
+        print(json.dumps(reopen_child(args.target, Path(args.q), json.loads(args.knobs)["flat_ef"])))
+        return
     if args.child:
         child(args)
+        return
+    if args.reopen:
+        report = {"benchmark": "ann-reopen", "loadavg_start": [round(v, 2) for v in os.getloadavg()]}
+        report.update(reopen(args.reopen, args.flat, args.runs, args.flat_ef))
+        report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+        print(json.dumps(report, indent=2))
         return
     if args.quick:
         args.n, args.text_units, args.queries = min(args.n, 50_000), min(args.text_units, 5_000), 200
@@ -561,11 +693,11 @@ def main() -> None:
     if not args.no_clustered:
         log(f"generating {args.n:,} x {args.dim} clustered vectors (seeded)")
         x, q = clustered(args.n, args.dim, seed=42, queries=args.queries)
-        report["clustered"] = run_set("clustered", x, q, None, kinds, work, args.threads)
+        report["clustered"] = run_set("clustered", x, q, None, kinds, work, args.threads, args.keep)
         del x, q
     if not args.no_text:
         x, q, texts = debian(args.out, args.text_units, args.queries)
-        report["debian_minilm"] = run_set("debian", x, q, texts, kinds, work, args.threads)
+        report["debian_minilm"] = run_set("debian", x, q, texts, kinds, work, args.threads, args.keep)
     report["total_s"] = round(time.perf_counter() - started, 1)
     report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(report, indent=2))

@@ -295,3 +295,94 @@ def test_an_index_built_after_an_add_reports_progress_to_the_vault_reporter(tmp_
     assert len(labels) == 1 and "indexing c (hnsw, 1,500 vectors)" in labels.pop()
     assert heard[-1][1] == heard[-1][2] == 1500
     assert all(0 <= done <= total for _, done, total in heard)
+
+
+def test_a_reopened_hnsw_index_serves_the_first_search_and_its_checksum_is_confirmed_behind_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v"
+    make(path, "hnsw")
+    with sv.open(path) as vault:
+        col = vault.collection("c", embedder=None)
+        found = top_ids(col)
+        # NOTE: loaded (memory-mapped, structure checked) on the search's own thread, not built
+        assert col.index_info()["loaded"]["covers"] == len(DATA)
+        info = col.wait_index()
+        assert info["loaded"]["verified"] is True and info["file"]["name"] == index_files(path)[0].name
+    assert recall(found, truth(DATA, [f"u{i}" for i in range(len(DATA))])) >= 0.95
+
+
+def _exact_scores(col: sv.Collection, hits: list[list[sv.Hit]]) -> None:
+    """Every hit's score is the exact cosine of its query and its stored vector."""
+    for q, row in zip(QUERIES, hits, strict=True):
+        for h in row:
+            vec = DATA[int(h.id[1:])]
+            assert abs(h.score - float(q @ vec / np.linalg.norm(q))) < 1e-4
+
+
+def test_an_hnsw_file_damaged_where_its_structure_looks_sound_is_rejected_by_its_checksum(tmp_path: Path) -> None:
+    path = tmp_path / "v"
+    make(path, "hnsw")
+    (old,) = index_files(path)
+    raw = bytearray(old.read_bytes())
+    # NOTE: inside the 8-bit codes (written after the graph, before the id map of 8 bytes per row):
+    # FAISS reads any byte there, so only the checksum can tell.
+    raw[len(raw) - 8 * len(DATA) - 5_000] ^= 0xFF
+    old.write_bytes(bytes(raw))
+    # NOTE: the warning comes from the background thread, whenever its check ends
+    with pytest.warns(UserWarning, match="fails its checksum"), sv.open(path) as vault:
+        col = vault.collection("c", embedder=None)
+        hits = col.search_batch(QUERIES, 10)
+        _exact_scores(col, hits)  # served before the checksum is known: candidates may differ, scores cannot
+        info = col.wait_index()
+        assert info["loaded"]["verified"] is True
+        found = top_ids(col)
+    (new,) = index_files(path)
+    assert new.name != old.name and info["file"]["name"] == new.name
+    assert recall(found, truth(DATA, [f"u{i}" for i in range(len(DATA))])) >= 0.95
+
+
+def test_an_hnsw_graph_pointing_out_of_range_is_never_searched(tmp_path: Path) -> None:
+    import faiss
+
+    from sigmavault.index.ann import AnnIndex, BuildParams
+
+    path = tmp_path / "v"
+    make(path, "hnsw")
+    (old,) = index_files(path)
+    ann = AnnIndex.load(old, BuildParams("hnsw", "cosine"), DIM)
+    ann.check_structure()
+    hnsw = faiss.downcast_index(ann.index.index).hnsw
+    neighbors = faiss.rev_swig_ptr(hnsw.neighbors.data(), hnsw.neighbors.size())
+    neighbors[123] = len(DATA) + 7  # NOTE: FAISS would read past its codes here
+    with pytest.raises(sv.Corrupted, match="neighbour id is out of range"):
+        ann.check_structure()
+    size = old.stat().st_size
+    ann.save(old)
+    assert old.stat().st_size == size  # same size: only the checksum or the structure check can tell
+    with sv.open(path) as vault:
+        col = vault.collection("c", embedder=None)
+        found = top_ids(col)  # the graph is refused on the search's thread: answered exactly
+        assert found == truth(DATA, [f"u{i}" for i in range(len(DATA))])
+        info = col.wait_index()
+    assert info["file"]["name"] != old.name and info["loaded"]["verified"] is True
+
+
+def test_check_structure_names_each_kind_of_graph_damage(tmp_path: Path) -> None:
+    import faiss
+
+    from sigmavault.index.ann import AnnIndex, BuildParams
+
+    path = tmp_path / "v"
+    make(path, "hnsw")
+    (file,) = index_files(path)
+    for name, damage in (
+        ("level", lambda h: faiss.rev_swig_ptr(h.levels.data(), h.levels.size()).__setitem__(9, 99)),
+        ("neighbour list", lambda h: faiss.rev_swig_ptr(h.offsets.data(), h.offsets.size()).__setitem__(9, 3)),
+        ("entry point", lambda h: setattr(h, "entry_point", len(DATA) + 1)),
+        ("neighbour id", lambda h: faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()).__setitem__(0, -5)),
+    ):
+        ann = AnnIndex.load(file, BuildParams("hnsw", "cosine"), DIM)
+        damage(faiss.downcast_index(ann.index.index).hnsw)
+        with pytest.raises(sv.Corrupted, match=name):
+            ann.check_structure()

@@ -34,7 +34,7 @@ from sigmavault.index import signatures
 from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import CheckReport, State, Unit, Vector
-from sigmavault.units import integrity, textquery
+from sigmavault.units import integrity, read, textquery
 from sigmavault.units.access import AccessCounts, Background
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
@@ -441,7 +441,7 @@ class UnitStore:
     def by_rows(
         self, cid: int, rows: Sequence[int], *, matrix: Vector | None = None
     ) -> dict[int, tuple[str, str | None, dict[str, Any]]]:
-        """``vec_row -> (id, text, metadata)`` for search hits.
+        """``vec_row -> (id, text, metadata)`` for search hits; each metadata dict is a new object.
 
         With ``matrix`` (the rows the search scored), each hit's vector is checked against its
         stored CRC32 first: a score computed from a damaged row is never handed out.
@@ -451,14 +451,15 @@ class UnitStore:
         marks = ",".join("?" * len(rows))
         found = self.db.all(
             f"SELECT vec_row, uid, text, metadata, vec_crc FROM units WHERE collection_id = ? AND vec_row IN ({marks})",
-            (cid, *[int(r) for r in rows]),
+            (cid, *map(int, rows)),
         )
         if matrix is not None:
-            integrity.verify_hits(matrix, found)
+            read.verify_rows(matrix, found)
         try:
             if self.db.cipher is not None:
                 return {r[0]: (r[1], self._open(r[1], "text", r[2]), self._meta(r[1], r[3])) for r in found}
-            return {r[0]: (r[1], r[2], json.loads(r[3])) for r in found}
+            load = read.load_meta
+            return {r[0]: (r[1], r[2], load(r[3])) for r in found}
         except (ValueError, TypeError) as exc:
             raise Corrupted(f"a unit record of a search hit is damaged ({exc}); run `sigmavault check`") from exc
 

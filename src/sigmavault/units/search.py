@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from sigmavault.index import exact_search, hamming_similarity
-from sigmavault.index.ann import FEW_QUERIES, Eligible, MaskEligible, exact_rows, search, threads_for
+from sigmavault.index.ann import (
+    FEW_QUERIES,
+    ONE_THREAD_ROWS,
+    Eligible,
+    MaskEligible,
+    exact_rows,
+    search,
+    threads_for,
+)
 from sigmavault.types import Hit, State, Vector
 from sigmavault.units.catalog import STATE_CODES, Catalog, RowState
 from sigmavault.units.filters import compile_where
@@ -33,7 +41,6 @@ RRF_K = 60
 # NOTE: below this share of the collection a filter is "selective": scoring just the matching
 # rows beats scoring everything and masking.
 _SELECTIVE = 0.2
-ONE_THREAD_ROWS = 20_000  # the size below which index="auto" searches exactly
 # NOTE: with an ANN index, a filter matching at most this many rows (or this share) is searched
 # exactly on the matching rows: cheap there, and an ID selector loses recall when few rows pass.
 _EXACT_ROWS = 10_000
@@ -108,6 +115,11 @@ class SearchEngine:
         handle = self.indexes.prepare(st) if self.indexes is not None else None
         if st.info.metric == "cosine":
             queries = _unit_rows(queries)
+        if handle is not None and handle.ann.params.kind == "hnsw":
+            # NOTE: FAISS's HNSW search, the refine and exact_rows open no OpenMP region for fewer
+            # than FEW_QUERIES queries, so threads_for's two calls into OpenMP (about 30 us on a
+            # cold cache, issue 14) would buy nothing; larger batches use every thread anyway.
+            return self._approximate(st, handle, queries, k, where, states, knobs)
         with threads_for(len(queries)):
             if handle is not None:
                 return self._approximate(st, handle, queries, k, where, states, knobs)
@@ -132,10 +144,8 @@ class SearchEngine:
                 narrowed[subset] = True
                 mask = narrowed
         if rows is None and len(queries) < FEW_QUERIES and len(mask) <= ONE_THREAD_ROWS:
-            # NOTE: a few queries over a small collection are scored in FAISS's one-thread loop: a
-            # BLAS product for one query fans out over every core and stalls on a busy machine. Above
-            # ONE_THREAD_ROWS the scan is memory-bound and two threads pay (100k x 384, load 1:
-            # 17 ms on one thread, 5.4 ms as a BLAS product).
+            # NOTE: a few queries over a small collection are scored in FAISS's one-thread loop
+            # (see ONE_THREAD_ROWS in index.ann for the measured limit).
             rows = np.flatnonzero(mask)
         if rows is not None:
             return (*exact_rows(matrix, queries, rows, k, metric=st.info.metric), matrix)
@@ -203,21 +213,32 @@ class SearchEngine:
         """
         if matrix is None:
             matrix = self.catalog.state(cid).matrix()
-        flat = rows[rows >= 0]
-        wanted = (np.unique(flat) if rows.shape[0] > 1 else flat).tolist()
+        row_lists = rows.tolist()
+        one = len(row_lists) == 1
+        wanted = [r for r in row_lists[0] if r >= 0] if one else np.unique(rows[rows >= 0]).tolist()
         info: dict[int, tuple[str, str | None, dict[str, Any]]] = {}
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             info.update(self.units.by_rows(cid, wanted[start : start + _LOOKUP_CHUNK], matrix=matrix))
         out: list[list[Hit]] = []
         touched: list[str] = []
-        for s_row, r_row in zip(scores.tolist(), rows.tolist(), strict=True):
+        get = info.get
+        # NOTE: by_rows decodes a new metadata dict per row; a row that is a hit of several
+        # queries gets a copy from its second time on, so no two hits share a dict.
+        seen: set[int] | None = None if one else set()
+        for s_row, r_row in zip(scores.tolist(), row_lists, strict=True):
             hits = []
             for r, s in zip(r_row, s_row, strict=True):
-                found = info.get(r)
-                if found is not None:
-                    # NOTE: a copy of the metadata: the same row may be a hit of several queries.
-                    hits.append(Hit(found[0], s, found[1], dict(found[2])))
-                    touched.append(found[0])
+                found = get(r)
+                if found is None:
+                    continue
+                meta = found[2]
+                if seen is not None:
+                    if r in seen:
+                        meta = dict(meta)
+                    else:
+                        seen.add(r)
+                hits.append(Hit(found[0], s, found[1], meta))
+                touched.append(found[0])
             out.append(hits)
         if touch:
             self.units.touch(touched)
@@ -270,6 +291,11 @@ def _bounded(k: int, rows: int) -> int:
 
 
 def _unit_rows(queries: Vector) -> Vector:
+    if len(queries) == 1:
+        # NOTE: one query (every search()): one dot product, not linalg.norm's several numpy calls
+        norm = float(np.sqrt(np.dot(queries[0], queries[0])))
+        one: Vector = np.divide(queries, norm or 1.0, dtype=np.float32)
+        return one
     norms = np.linalg.norm(queries, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     out: Vector = np.divide(queries, norms, dtype=np.float32)
