@@ -312,6 +312,39 @@ def test_a_reopened_hnsw_index_serves_the_first_search_and_its_checksum_is_confi
     assert recall(found, truth(DATA, [f"u{i}" for i in range(len(DATA))])) >= 0.95
 
 
+def test_a_reopened_collection_reads_its_hnsw_file_beside_the_first_search_and_that_search_takes_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v"
+    make(path, "hnsw")
+    with sv.open(path) as vault:
+        col = vault.collection("c", embedder=None)
+        # NOTE: asking for the collection began reading its index file on a side thread
+        assert col.index_info().get("reading") is True
+        found = top_ids(col)
+        info = col.index_info()
+        assert "reading" not in info and info["loaded"]["covers"] == len(DATA)
+        vault.collection("c", embedder=None)  # loaded already: nothing more is read
+        assert "reading" not in col.index_info()
+        col.build_index()  # replaces the loaded index; a later reopen reads the new file
+    assert recall(found, truth(DATA, [f"u{i}" for i in range(len(DATA))])) >= 0.95
+    with sv.open(path) as vault:
+        col = vault.collection("c", embedder=None)
+        assert recall(top_ids(col), truth(DATA, [f"u{i}" for i in range(len(DATA))])) >= 0.95
+        assert col.index_info()["loaded"]["covers"] == len(DATA)
+
+
+def test_a_collection_dropped_while_its_index_file_is_read_leaves_nothing_behind(tmp_path: Path) -> None:
+    path = tmp_path / "v"
+    make(path, "hnsw")
+    with sv.open(path) as vault:
+        vault.collection("c", embedder=None)
+        assert vault.drop_collection("c") == len(DATA)
+        assert index_files(path) == []
+        fresh = vault.collection("c", embedder=None)
+        assert fresh.index_info() == {"configured": "auto", "active": "exact", "vector_rows": 0}
+
+
 def _exact_scores(col: sv.Collection, hits: list[list[sv.Hit]]) -> None:
     """Every hit's score is the exact cosine of its query and its stored vector."""
     for q, row in zip(QUERIES, hits, strict=True):

@@ -169,7 +169,7 @@ class Vault:
     ) -> Collection:
         """The collection ``name`` (created on first use). ``embedder=None`` means vectors only.
 
-        ``index`` picks vector search: ``"auto"`` (default: exact below 20k vectors, IVF-RaBitQ
+        ``index`` picks vector search: ``"auto"`` (default: exact below 20k vectors, HNSW
         above), ``"exact"``, ``"hnsw"`` or ``"ivf-rabitq"``. ``index_params`` set the collection's
         defaults: ``ef``, ``nprobe``, ``rerank`` (per search too), ``m``, ``ef_construction``, ``nlist``,
         ``bits``.
@@ -190,6 +190,7 @@ class Vault:
             raise InvalidInput(f"collection {name!r} was created with metric {info.metric!r}, not {metric!r}")
         if config is not None and config != info.config.get("index"):
             self._catalog.set_config(info, {**info.config, "index": config})
+        self._ctx.indexes.prefetch(info.id, info.dim)
         return Collection(self._ctx, info, self._resolve_embedder(info, embedder))
 
     def compact(self, collection: str | None = None, *, progress: Progress | None = None) -> list[dict[str, Any]]:
