@@ -244,3 +244,18 @@ def test_a_bulk_add_is_committed_and_listed_before_its_checkpoint_runs(tmp_path:
         assert [u.id for u in listed] == ids and [u.metadata for u in listed] == meta
         assert listed[7].text == "text b00007" and listed[7].conversation_id is None
         assert vault.check().ok
+
+
+def test_build_unit_makes_the_same_frozen_unit_as_the_constructor() -> None:
+    """The bulk-load builder fills every field of Unit; the result is a Unit, equal and frozen."""
+    import dataclasses
+
+    from sigmavault.types import Unit, build_unit
+
+    values = ("u1", "col", "text", {"a": 1}, "unit", sv.State.ACTIVE, 1.5, 2.5, 3, "conv", "parent", 7, "kv")
+    built, made = build_unit(*values), Unit(*values)
+    assert type(built) is Unit and built == made and repr(built) == repr(made)
+    assert [getattr(built, f.name) for f in dataclasses.fields(Unit)] == [*values, None]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.text = "changed"  # type: ignore[misc]
+    assert dataclasses.replace(built, text="other").text == "other" and built.to_dict() == made.to_dict()
