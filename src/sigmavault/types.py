@@ -93,7 +93,7 @@ class _UnitBuilder:
     classes of the same layout): the result is a Unit like any other, frozen from then on.
     """
 
-    __slots__ = Unit.__slots__  # type: ignore[attr-defined]
+    __slots__ = Unit.__slots__
 
     def __init__(
         self,
