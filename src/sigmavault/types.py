@@ -110,6 +110,7 @@ class _UnitBuilder:
         parent_id: str | None,
         semantic_hash: int,
         kv_ref: str | None,
+        vector: Vector | None = None,
     ) -> None:
         self.id = id
         self.collection = collection
@@ -124,14 +125,14 @@ class _UnitBuilder:
         self.parent_id = parent_id
         self.semantic_hash = semantic_hash
         self.kv_ref = kv_ref
-        self.vector = None
+        self.vector = vector
         self.__class__ = Unit  # type: ignore[assignment]
 
 
 # NOTE: a field added to Unit must be added to the builder too (tests/test_units.py compares them).
 build_unit: Callable[..., Unit] = _UnitBuilder  # type: ignore[assignment]
 """``build_unit(id, collection, text, metadata, kind, state, created_at, accessed_at, access_count,
-conversation_id, parent_id, semantic_hash, kv_ref)``: a Unit without a vector, built faster than ``Unit(...)``."""
+conversation_id, parent_id, semantic_hash, kv_ref, vector=None)``: a Unit, built faster than ``Unit(...)``."""
 
 
 @dataclass(frozen=True, slots=True)

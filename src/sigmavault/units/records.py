@@ -20,6 +20,7 @@ import os
 import re
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -591,21 +592,9 @@ class UnitStore:
         text = r[2]
         if text is not None and type(text) is not str:
             text = self._open(r[0], "text", text)
-        return Unit(
-            id=r[0],
-            collection=r[10],
-            text=text,
-            metadata=self._meta(r[0], r[3]),
-            kind=r[4],
-            state=_STATES[r[5]],
-            created_at=r[6],
-            accessed_at=seen,
-            access_count=count,
-            conversation_id=r[7],
-            parent_id=r[8],
-            semantic_hash=r[13] & _U64,
-            kv_ref=r[9],
-            vector=vec,
+        meta = self._meta(r[0], r[3])
+        return build_unit(
+            r[0], r[10], text, meta, r[4], _STATES[r[5]], r[6], seen, count, r[7], r[8], r[13] & _U64, r[9], vec
         )
 
     def _vector(self, uid: str, cid: int, row: int, watermark: int, crc: int | None) -> Vector:
@@ -619,7 +608,8 @@ class UnitStore:
         # data_version query; otherwise state() reloads it when another process has committed since.
         st = self.catalog.cached(cid, row) or self.catalog.state(cid)
         vec = self.catalog.row_vector(st, row)
-        if crc is not None and row_crcs(vec[None, :])[0] != crc:
+        # NOTE: a copy of a row of the little-endian float32 map: its bytes are what row_crcs checks.
+        if crc is not None and zlib.crc32(vec) != crc:
             raise Corrupted(
                 f"unit {uid!r}: its vector (row {row} of {st.info.name!r}) fails its checksum; the vector file "
                 "was damaged: run `sigmavault check` and restore from a bundle"
