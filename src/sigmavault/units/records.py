@@ -609,7 +609,7 @@ class UnitStore:
         st = self.catalog.cached(cid, row) or self.catalog.state(cid)
         vec = self.catalog.row_vector(st, row)
         # NOTE: a copy of a row of the little-endian float32 map: its bytes are what row_crcs checks.
-        if crc is not None and zlib.crc32(vec) != crc:
+        if crc is not None and zlib.crc32(vec.data) != crc:
             raise Corrupted(
                 f"unit {uid!r}: its vector (row {row} of {st.info.name!r}) fails its checksum; the vector file "
                 "was damaged: run `sigmavault check` and restore from a bundle"
