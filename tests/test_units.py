@@ -259,3 +259,31 @@ def test_build_unit_makes_the_same_frozen_unit_as_the_constructor() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.text = "changed"  # type: ignore[misc]
     assert dataclasses.replace(built, text="other").text == "other" and built.to_dict() == made.to_dict()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dumps_all_writes_the_bytes_of_the_standard_encoder(seed: int) -> None:
+    """Batches dumps_all hands to orjson must come out byte for byte as json's compact encoder writes them."""
+    import json
+    import random
+
+    from sigmavault.errors import InvalidInput
+    from sigmavault.units.encode import dumps, dumps_all
+
+    rng = random.Random(seed)
+    reference = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    values = [None, True, False, 0, -1, 2**63 - 1, -(2**63), 0.0, -0.0, 1e-4, 0.5, 1 / 3, 123.456, 9.999999999999998e15]
+    values += ["", "plain", 'q"uote', "back\\slash", "\n\t\b\f\r\x00\x1f\x7f", "é\u2028😀"]
+    rare = [2**64, 1e-5, 1e16, 1e300, "\ud800"]  # each sends its whole batch to the stdlib encoder
+    for _ in range(300):
+        pool = values + (rare if rng.random() < 0.3 else [])
+        batch = [
+            {rng.choice(["a", "b", "ключ", 'k"']): rng.choice(pool) for _ in range(rng.randint(0, 4))}
+            for _ in range(rng.randint(1, 5))
+        ]
+        if rng.random() < 0.5:
+            batch[-1] = {"float": rng.uniform(-1e6, 1e6), "small": rng.uniform(1e-4, 1e-3), "exp": rng.random() * 1e-6}
+        assert dumps_all(batch) == [reference.encode(m) for m in batch] == [dumps(m) for m in batch]
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidInput):
+            dumps_all([{"ok": 1.5}, {"x": bad}])

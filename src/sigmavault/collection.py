@@ -23,6 +23,7 @@ from sigmavault.errors import (
 from sigmavault.index import signatures
 from sigmavault.types import Hit, State, Unit, Vector
 from sigmavault.units import CollectionInfo, NewUnits, ingest, new_ids
+from sigmavault.units.encode import flat_dicts
 from sigmavault.units.indexes import IndexConfig
 from sigmavault.units.search import fuse
 
@@ -177,7 +178,7 @@ class Collection:
             raise self._no_embedder()
         id_list = new_ids(n) if ids is None else _ids(ids, n)
         meta = _per_unit(metadata, n, "metadata", default={})
-        for i, m in enumerate(meta):
+        for i, m in enumerate([] if flat_dicts(meta) else meta):  # NOTE: all flat: checked in C, not per unit
             if type(m) is dict and _STR.issuperset(map(type, m)) and _FLAT.issuperset(map(type, m.values())):
                 continue  # NOTE: flat JSON, the common case; NaN and infinity are refused when it is encoded
             if not isinstance(m, Mapping):
