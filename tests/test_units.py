@@ -287,3 +287,25 @@ def test_dumps_all_writes_the_bytes_of_the_standard_encoder(seed: int) -> None:
     for bad in (float("nan"), float("inf")):
         with pytest.raises(InvalidInput):
             dumps_all([{"ok": 1.5}, {"x": bad}])
+
+
+def test_listing_reads_back_metadata_numbers_exactly(tmp_path: Path) -> None:
+    """A listing decodes metadata in bulk (orjson where it agrees with json): big integers stay ints."""
+    vault = sv.open(tmp_path / "v")
+    col = vault.collection("c", embedder=None)
+    metas = [
+        {"i": 2**70, "neg": -(2**63), "f": 0.1, "e": 1e-7, "big": 1.5e300, "text": "é😀\n"},
+        {"i": 12345678901234567890, "u64": 2**64 - 1},
+        {"i": 10**18 - 1, "n": None, "b": True},
+    ]
+    vectors = unit_vectors(np.random.default_rng(0), len(metas) + 1, 8)
+    ids = [f"u{i}" for i in range(len(metas))] + ["plain"]
+    col.add([f"t{i}" for i in range(len(ids))], vectors=vectors, ids=ids, metadata=[*metas, {"i": 7}])
+    # NOTE: one batch of all (a 20-digit run sends it to json) and one batch per unit (orjson where it may)
+    for listing in (list(col), list(col._ctx.units.iter_units(cid=col._id, batch=1))):
+        listed = {u.id: u.metadata for u in listing}
+        for i, meta in enumerate(metas):
+            assert listed[f"u{i}"] == meta
+            assert [type(v) for v in listed[f"u{i}"].values()] == [type(v) for v in meta.values()]
+        assert listed["plain"] == {"i": 7} and type(listed["plain"]["i"]) is int
+    vault.close()

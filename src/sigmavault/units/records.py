@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError
 from sigmavault.index import signatures
@@ -92,6 +93,8 @@ class NewUnits:
 _PARALLEL_ROWS = 4096
 _STATES = {s.value: s for s in State}
 _DECODE = json.JSONDecoder().raw_decode  # NOTE: our own compact JSON; skips loads()'s whitespace scans
+_DIGIT_MAP = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "0", the rest -> " "
+_LONG_DIGITS = b"0" * 19
 _U64 = (1 << 64) - 1  # stored as a signed 64-bit integer; handed out unsigned
 # `where` SQL from compile_where reads json_type/json_extract(metadata|u.metadata, ...); on an
 # encrypted vault the column is opened first (the keys and values are bound parameters, never here).
@@ -556,7 +559,7 @@ class UnitStore:
                 and _PLAIN_META.issuperset(map(type, map(_META, rows)))
                 and list(map(_REC_CRC, rows)) == integrity.crcs_of_rows(rows)
             ):
-                metas = json.loads(f"[{','.join(map(_META, rows))}]")
+                metas = _json_array(f"[{','.join(map(_META, rows))}]")
                 if len(metas) == len(rows):
                     states, build = _STATES, build_unit
                     return [
@@ -627,6 +630,25 @@ class UnitStore:
         if wait:
             self.access.join()
         self.access.flush(wait=wait)
+
+
+def _json_array(text: str) -> Any:
+    """``json.loads(text)`` of a batch's stored metadata, through orjson (2x faster) where it gives the same values.
+
+    NOTE: orjson reads an integer literal past 64 bits as a float where json keeps the int; every
+    other difference is an error (NaN, a lone surrogate, nesting past 1024) and goes to json. A
+    batch with a run of 19 digits anywhere (so any integer not exact in both) goes to json as well.
+    """
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:
+        return json.loads(text)
+    if _LONG_DIGITS not in raw.translate(_DIGIT_MAP):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def _full_row(r: Sequence[Any], name: str) -> tuple[Any, ...]:
