@@ -189,9 +189,14 @@ class Collection:
         parents = _labels(_per_unit(parent_id, n, "parent_id", default=None), "parent_id")
         refs = _labels(_per_unit(kv_ref, n, "kv_ref", default=None), "kv_ref")
         done = 0
+        # NOTE: checked rows of a cosine collection are scaled to unit length as they are written
+        # (records._write_vectors), without a normalised copy of the batch.
+        normalise = mat is not None and self.info.metric == "cosine"
         for start in range(0, n, max(1, batch_size)):
             end = min(n, start + batch_size)
-            if mat is not None:
+            if normalise and mat is not None:
+                chunk = mat[start:end]
+            elif mat is not None:
                 chunk = self._vectors(mat[start:end], rows=end - start, checked=True)
             else:
                 chunk = self._embed([t for t in text_list[start:end] if t is not None])
@@ -204,6 +209,7 @@ class Collection:
                 conversation_ids=convs[start:end],
                 parent_ids=parents[start:end],
                 kv_refs=refs[start:end],
+                normalise=normalise,
             )
             if replace:
                 self._replace(batch)

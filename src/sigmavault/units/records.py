@@ -33,7 +33,7 @@ import orjson
 
 from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError
 from sigmavault.index import signatures
-from sigmavault.store import Database
+from sigmavault.store import Database, VectorFile
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import CheckReport, State, Unit, Vector, build_unit
 from sigmavault.units import integrity, textquery
@@ -87,10 +87,14 @@ class NewUnits:
     conversation_ids: list[str | None]
     parent_ids: list[str | None]
     kv_refs: list[str | None]
+    # True: ``vectors`` are checked rows (finite, none all zero) of any float dtype, scaled to unit
+    # length (float32) block by block as they are written: no normalised copy of the whole batch.
+    normalise: bool = False
 
 
 # An add at least this large writes its vectors on a second thread while SQLite inserts the rows.
 _PARALLEL_ROWS = 4096
+_BLOCK_ROWS = 8192  # rows converted, signed, checksummed and written at a time (12 MB at 384-d)
 _STATES = {s.value: s for s in State}
 _DECODE = json.JSONDecoder().raw_decode  # NOTE: our own compact JSON; skips loads()'s whitespace scans
 _DIGIT_MAP = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "0", the rest -> " "
@@ -158,13 +162,14 @@ class UnitStore:
             self._check_parents(conn, batch)
             start = st.info.watermark
             assert st.planes is not None
-            # NOTE: the vector write (and its fsync) overlaps the inserts below; it is joined, and so
-            # durable, before the transaction can commit.
-            writer = Background(vf.write_rows, start, batch.vectors) if n >= _PARALLEL_ROWS else None
+            sigs, crcs = _write_vectors(vf, start, batch.vectors, st.planes, normalise=batch.normalise)
+            # NOTE: the fsync of the vector rows overlaps the inserts below; it is joined, and so the
+            # rows are durable, before the transaction can commit.
+            writer = Background(vf.sync) if n >= _PARALLEL_ROWS else None
             if writer is None:
-                vf.write_rows(start, batch.vectors)
+                vf.sync()
             try:
-                sigs = self._insert(conn, cid, batch, start, now, st.planes, texts, metas)
+                self._insert(conn, cid, batch, start, now, texts, metas, sigs, crcs)
             except BaseException:
                 if writer is not None:
                     writer.join()  # NOTE: never leave a write to the file running past the transaction
@@ -186,14 +191,13 @@ class UnitStore:
         batch: NewUnits,
         start: int,
         now: float,
-        planes: npt.NDArray[np.float32],
         texts: list[Any],
         metas: list[Any],
-    ) -> npt.NDArray[np.uint64]:
-        """Insert the rows of a validated batch (and their text index); returns their signatures."""
+        sigs: npt.NDArray[np.uint64],
+        crcs: list[int],
+    ) -> None:
+        """Insert the rows of a validated batch (and their text index), given their vectors' signatures and CRCs."""
         n = len(batch.ids)
-        sigs = signatures(batch.vectors, planes)
-        crcs = row_crcs(batch.vectors)
         # NOTE: every insert gives the record checksum (there is no insert trigger). It covers
         # created_at as SQLite stores it: the INSERT below spells `now` as a literal, and SQLite's
         # own decimal parser may land one ulp away from Python's float.
@@ -253,7 +257,6 @@ class UnitStore:
                 "WHERE rid >= ? AND rid < ? AND text IS NOT NULL",
                 (rid0, rid0 + n),
             )
-        return sigs
 
     def _check_parents(self, conn: sqlite3.Connection, batch: NewUnits) -> None:
         if batch.parent_ids.count(None) == len(batch.parent_ids):
@@ -630,6 +633,33 @@ class UnitStore:
         if wait:
             self.access.join()
         self.access.flush(wait=wait)
+
+
+def _write_vectors(
+    vf: VectorFile, start: int, vectors: Any, planes: npt.NDArray[np.float32], *, normalise: bool
+) -> tuple[npt.NDArray[np.uint64], list[int]]:
+    """Write a batch's vector rows from row ``start`` (no fsync: ``vf.sync()``); their signatures and CRCs.
+
+    NOTE: block by block through one small buffer: each block is converted to float32 (and scaled
+    to unit length with ``normalise``), signed, checksummed and written while it is in cache. A
+    normalised copy of a whole batch (150 MB at 100k x 384) cost more than the arithmetic: fresh
+    memory is slow to fault in (transparent huge pages may compact memory first).
+    """
+    n = len(vectors)
+    sigs = np.empty(n, dtype=np.uint64)
+    crcs: list[int] = []
+    buf = np.empty((min(n, _BLOCK_ROWS), vectors.shape[1]), dtype=np.float32) if normalise else None
+    for s in range(0, n, _BLOCK_ROWS):
+        rows = np.asarray(vectors[s : s + _BLOCK_ROWS], dtype=np.float32)
+        if buf is not None:
+            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+            if not norms.all():
+                raise InvalidInput(f"vector {s + int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros")
+            rows = np.divide(rows, norms, out=buf[: len(rows)], dtype=np.float32)
+        sigs[s : s + len(rows)] = signatures(rows, planes)
+        crcs += row_crcs(rows)
+        vf.write_rows(start + s, rows, sync=False)
+    return sigs, crcs
 
 
 def _json_array(text: str) -> Any:
