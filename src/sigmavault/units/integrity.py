@@ -11,7 +11,7 @@ are advisory, batched, and allowed to lose their last moments.
 When they are verified: opening a vault verifies none (it reads only the catalogue and cuts crash
 tails past each watermark). Every read verifies what it returns: ``get`` the record and its vector
 row, a listing (``list(collection)``, ``all(where=...)``, a conversation) each record, a batch at a
-time (:func:`crcs_of` over the rows; a mismatch is found and named row by row), search hits their
+time (:func:`crcs_of_rows` over the rows; a mismatch is found and named row by row), search hits their
 vector rows against the rows that were scored. ``check()`` verifies every record and every row.
 """
 

@@ -491,9 +491,10 @@ class UnitStore:
         # NOTE: the unary + keeps SQLite on the rowid range; through the collection index it would
         # sort the whole collection for every batch (quadratic in its size). Within one collection
         # its name is known: no join, and one column less per row.
-        scope = f"FROM units u WHERE u.rid > ? AND +u.collection_id = {int(cid)}" if cid is not None else ""
-        names = "" if cid is not None else ", c.name"
-        source = scope or f"{_FROM} WHERE u.rid > ?"
+        if cid is not None:
+            source, names = f"FROM units u WHERE u.rid > ? AND +u.collection_id = {int(cid)}", ""
+        else:
+            source, names = f"{_FROM} WHERE u.rid > ?", ", c.name"
         while True:
             rows = self.db.all(
                 f"SELECT {_LIST_COLS}{names}, u.rid {source} AND {where_sql} ORDER BY u.rid LIMIT {batch}",
