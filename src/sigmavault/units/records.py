@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import sqlite3
 import time
@@ -162,10 +163,19 @@ class UnitStore:
             self._check_parents(conn, batch)
             start = st.info.watermark
             assert st.planes is not None
-            sigs, crcs = _write_vectors(vf, start, batch.vectors, st.planes, normalise=batch.normalise)
-            # NOTE: the fsync of the vector rows overlaps the inserts below; it is joined, and so the
-            # rows are durable, before the transaction can commit.
-            writer = Background(vf.sync) if n >= _PARALLEL_ROWS else None
+            # NOTE: a bulk add's vector writes (and their fsync) run on a worker thread that overlaps
+            # the inserts below; it is joined, and so the rows are durable, before the transaction
+            # can commit.
+            blocks = _BlockQueue(vf) if n >= _PARALLEL_ROWS else None
+            writer = Background(blocks.drain) if blocks is not None else None
+            try:
+                sigs, crcs = _write_vectors(
+                    vf, start, batch.vectors, st.planes, normalise=batch.normalise, blocks=blocks
+                )
+            except BaseException:
+                if writer is not None:
+                    writer.join()  # NOTE: _write_vectors closed the queue; the writer finishes what it holds
+                raise
             if writer is None:
                 vf.sync()
             try:
@@ -636,30 +646,99 @@ class UnitStore:
         self.access.flush(wait=wait)
 
 
-def _write_vectors(
-    vf: VectorFile, start: int, vectors: Any, planes: npt.NDArray[np.float32], *, normalise: bool
-) -> tuple[npt.NDArray[np.uint64], list[int]]:
-    """Write a batch's vector rows from row ``start`` (no fsync: ``vf.sync()``); their signatures and CRCs.
+class _BlockQueue:
+    """Blocks of vector rows handed to a writer thread, with the few buffers they are scaled into.
 
-    NOTE: block by block through one small buffer: each block is converted to float32 (and scaled
-    to unit length with ``normalise``), signed, checksummed and written while it is in cache. A
-    normalised copy of a whole batch (150 MB at 100k x 384) cost more than the arithmetic: fresh
+    NOTE: a block scaled into a buffer is written by :meth:`drain` (on the worker) and its buffer
+    handed back; the producer waits for a free one, so at most ``_BUFFERS`` blocks are in flight
+    and a write the kernel throttles (a busy disk) never holds up the producer's other work.
+    """
+
+    _BUFFERS = 3
+
+    def __init__(self, vf: VectorFile) -> None:
+        self.vf = vf
+        self.work: queue.SimpleQueue[tuple[int, Vector, Vector | None] | None] = queue.SimpleQueue()
+        self.free: queue.SimpleQueue[Vector] = queue.SimpleQueue()
+        self.made = 0
+
+    def buffer(self, rows: int, dim: int) -> Vector:
+        """A (rows, dim) float32 buffer: a new one while fewer than _BUFFERS exist, else one the writer freed."""
+        if self.made < self._BUFFERS:
+            self.made += 1
+            return np.empty((rows, dim), dtype=np.float32)
+        return self.free.get()
+
+    def put(self, row: int, rows: Vector, buffer: Vector | None) -> None:
+        self.work.put((row, rows, buffer))
+
+    def close(self) -> None:
+        self.work.put(None)
+
+    def drain(self) -> None:
+        """Write every block until :meth:`close`, then fsync; a failed write still frees every buffer."""
+        error: BaseException | None = None
+        while (item := self.work.get()) is not None:
+            row, rows, buffer = item
+            if error is None:
+                try:
+                    self.vf.write_rows(row, rows, sync=False)
+                except BaseException as exc:  # NOTE: raised by Background.result() once all is drained
+                    error = exc
+            if buffer is not None:
+                self.free.put(buffer)
+        if error is not None:
+            raise error
+        self.vf.sync()
+
+
+def _write_vectors(
+    vf: VectorFile,
+    start: int,
+    vectors: Any,
+    planes: npt.NDArray[np.float32],
+    *,
+    normalise: bool,
+    blocks: _BlockQueue | None,
+) -> tuple[npt.NDArray[np.uint64], list[int]]:
+    """Write a batch's vector rows from row ``start``; their signatures and CRCs.
+
+    Without ``blocks`` the rows are written here and the caller fsyncs (``vf.sync()``); with it they
+    are handed to its writer thread, and this closes it (the writer fsyncs).
+
+    NOTE: block by block: each block is converted to float32 (and scaled to unit length with
+    ``normalise``, into one of a few reused buffers), signed and checksummed while it is in cache.
+    A normalised copy of a whole batch (150 MB at 100k x 384) cost more than the arithmetic: fresh
     memory is slow to fault in (transparent huge pages may compact memory first).
     """
-    n = len(vectors)
+    n, dim = vectors.shape
     sigs = np.empty(n, dtype=np.uint64)
     crcs: list[int] = []
-    buf = np.empty((min(n, _BLOCK_ROWS), vectors.shape[1]), dtype=np.float32) if normalise else None
-    for s in range(0, n, _BLOCK_ROWS):
-        rows = np.asarray(vectors[s : s + _BLOCK_ROWS], dtype=np.float32)
-        if buf is not None:
-            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
-            if not norms.all():
-                raise InvalidInput(f"vector {s + int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros")
-            rows = np.divide(rows, norms, out=buf[: len(rows)], dtype=np.float32)
-        sigs[s : s + len(rows)] = signatures(rows, planes)
-        crcs += row_crcs(rows)
-        vf.write_rows(start + s, rows, sync=False)
+    own = None
+    try:
+        for s in range(0, n, _BLOCK_ROWS):
+            rows = np.asarray(vectors[s : s + _BLOCK_ROWS], dtype=np.float32)
+            buffer = None
+            if normalise:
+                norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+                if not norms.all():
+                    raise InvalidInput(f"vector {s + int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros")
+                if blocks is not None:
+                    buffer = blocks.buffer(min(n, _BLOCK_ROWS), dim)
+                elif own is None:
+                    own = np.empty((min(n, _BLOCK_ROWS), dim), dtype=np.float32)
+                target = buffer if buffer is not None else own
+                assert target is not None
+                rows = np.divide(rows, norms, out=target[: len(rows)], dtype=np.float32)
+            sigs[s : s + len(rows)] = signatures(rows, planes)
+            crcs += row_crcs(rows)
+            if blocks is not None:
+                blocks.put(start + s, rows, buffer)
+            else:
+                vf.write_rows(start + s, rows, sync=False)
+    finally:
+        if blocks is not None:
+            blocks.close()
     return sigs, crcs
 
 
