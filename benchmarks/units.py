@@ -25,6 +25,9 @@ progress on stderr. Nothing here is asserted: the figures go into the README.
     .venv/bin/python benchmarks/units.py --quick    # 10k units, a smoke run
     .venv/bin/python benchmarks/units.py --no-json  # sigmavault only (compare two trees side by side)
 
+The "sqlite_floor" entry is the same rows saved and read by a bare sqlite3 script in the same run
+(the vault's schema and FTS index, no checks or objects): the limit under the save and load figures.
+
 "Read every vector" sums the map in float64 (``matrix.sum(dtype=float64)``); before wave 3 it first
 copied the map into a float64 matrix (300 MB at 100k), which cost more than reading it.
 """
@@ -125,9 +128,9 @@ def sv_save(path: Path, data: dict[str, Any]) -> dict[str, float]:
 
     with sv.open(path) as vault:
         col = vault.collection("units", embedder=None, index="exact")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         col.add(data["texts"], vectors=data["vectors"], ids=data["ids"], metadata=data["metadata"])
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         ids = data["ids"]
         with vault.transaction():
             for i, row in enumerate(data["targets"].tolist()):
@@ -138,20 +141,20 @@ def sv_save(path: Path, data: dict[str, Any]) -> dict[str, float]:
                     weight=float(data["edge_weight"][i]),
                 )
         t2 = time.perf_counter()
-    return {"save_s": t1 - t0, "save_edges_s": t2 - t1}
+    return {"save_s": t1 - t0, "save_cpu_s": c1 - c0, "save_edges_s": t2 - t1}
 
 
 def sv_read(path: Path, ids: list[str], args: argparse.Namespace) -> dict[str, Any]:
     import sigmavault as sv
 
     n = len(ids)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     vault = sv.open(path)
     col = vault.collection("units", embedder=None, index="exact")
     units = list(col)  # every unit with its text and metadata
     matrix = vault._catalog.state(col._id).matrix()  # NOTE: the map itself; no public accessor yet
     checksum = float(matrix.sum(dtype=np.float64))  # read every vector once (no float64 copy of the map)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     assert len(units) == n and matrix.shape == (n, DIM) and np.isfinite(checksum)
     get_ids = [ids[i] for i in samples(n, args.gets, 1)]
     gets = timed_calls(col.get, get_ids)
@@ -161,6 +164,7 @@ def sv_read(path: Path, ids: list[str], args: argparse.Namespace) -> dict[str, A
     vault.close()
     return {
         "open_load_all_s": t1 - t0,
+        "open_load_all_cpu_s": c1 - c0,
         "get_p50_us": pct(gets, 50) * 1e6,
         "get_p99_us": pct(gets, 99) * 1e6,
         "neighbors_p50_us": pct(nb, 50) * 1e6,
@@ -168,6 +172,80 @@ def sv_read(path: Path, ids: list[str], args: argparse.Namespace) -> dict[str, A
         "exact_search_p50_ms": pct(search, 50) * 1e3,
         "bytes_on_disk": sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
     }
+
+
+# -- SQLite floor -----------------------------------------------------------------------------
+
+
+def sqlite_floor(path: Path, data: dict[str, Any]) -> dict[str, float]:
+    """What SQLite alone costs for the same rows: the measured limit under sigmavault's save and load.
+
+    A bare ``sqlite3`` script, same machine, same run: the vault's units schema (its tables,
+    indexes and FTS5 index, no triggers), WAL with ``synchronous=FULL``, the same bound columns
+    per row (precomputed here: checksums and signatures are sigmavault's own work) and the same
+    text index statement, in one committed transaction. Load reads the columns a listing reads,
+    4096 rows per statement, into tuples, and nothing else (no JSON, no checks, no objects).
+    """
+    import sqlite3
+
+    from sigmavault.units.schema import MIGRATIONS
+
+    path.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path / "floor.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -65536")
+    for step in MIGRATIONS:
+        for statement in step if not callable(step) else []:
+            if "TRIGGER" not in statement:
+                conn.execute(statement)
+    conn.execute("INSERT INTO collections (id, name, hash_seed, created_at) VALUES (1, 'units', 1, 0)")
+    n = len(data["ids"])
+    metas = [json.dumps(m, separators=(",", ":")) for m in data["metadata"]]
+    big = 1 << 40  # checksums and signatures are large integers, bound as such
+    rows = list(
+        zip(
+            range(1, n + 1),
+            data["ids"],
+            range(n),
+            range(big, big + n),
+            range(big, big + n),
+            range(big, big + n),
+            data["texts"],
+            metas,
+            strict=True,
+        )
+    )
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    t0, c0 = time.perf_counter(), time.process_time()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "INSERT INTO units (rid, uid, vec_row, semantic_hash, vec_crc, rec_crc, text, metadata, collection_id, "
+        "state, created_at, accessed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 'active', 1.5, 1.5)",
+        rows,
+    )
+    conn.execute("INSERT INTO units_fts (rowid, text) SELECT rid, text FROM units WHERE text IS NOT NULL")
+    conn.execute("COMMIT")
+    t1, c1 = time.perf_counter(), time.process_time()
+    conn.close()
+    conn = sqlite3.connect(path / "floor.db", isolation_level=None)
+    t2, c2 = time.perf_counter(), time.process_time()
+    last, got = 0, 0
+    while True:
+        batch = conn.execute(
+            "SELECT uid, collection_id, text, metadata, kind, state, created_at, conversation_id, parent_id, kv_ref, "
+            "accessed_at, access_count, semantic_hash, rec_crc, rid FROM units WHERE rid > ? AND +collection_id = 1 "
+            "ORDER BY rid LIMIT 4096",
+            (last,),
+        ).fetchall()
+        if not batch:
+            break
+        got += len(batch)
+        last = batch[-1][-1]
+    t3, c3 = time.perf_counter(), time.process_time()
+    conn.close()
+    assert got == n
+    return {"save_s": t1 - t0, "save_cpu_s": c1 - c0, "load_rows_s": t3 - t2, "load_rows_cpu_s": c3 - c2}
 
 
 # -- JSON files (legacy layout) ---------------------------------------------------------------
@@ -318,16 +396,18 @@ def main() -> None:
         return
 
     work = args.out or Path(tempfile.mkdtemp(prefix="sv-bench-units-"))
-    for old in work.glob("vault*"):
+    for old in [*work.glob("vault*"), *work.glob("floor*")]:
         shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(work / "json", ignore_errors=True)
     load_before = os.getloadavg()[0]
     log(f"data: {args.n} units x {DIM}-d, {args.edges} edges each, in {work}")
     data = make_data(args.n, args.edges, args.seed)
-    sv_runs = []
+    sv_runs, floor_runs = [], []
     for r in range(args.repeat):
         log(f"sigmavault: save ({r + 1}/{args.repeat})")
         sv_runs.append(sv_save(work / f"vault{r}", data))
+        log(f"sqlite floor: the same rows in a bare SQLite script ({r + 1}/{args.repeat})")
+        floor_runs.append(sqlite_floor(work / f"floor{r}", data))
     js_w: dict[str, Any] = {}
     if not args.no_json:
         log("json files: save")
@@ -340,7 +420,7 @@ def main() -> None:
     if not args.no_json:
         log("json files: load all, get, neighbors, search in a fresh process")
         js_r = run_child("json", work / "json", args)
-    svm, jsm = best(sv_runs), {**js_w, **js_r}
+    svm, jsm, floor = best(sv_runs), {**js_w, **js_r}, best(floor_runs)
     ratios = {key: round(jsm[key] / svm[key], 2) for key in jsm if key != "bytes_on_disk" and svm[key] > 0}
     per_100k = 100_000 / args.n
     result = {
@@ -353,6 +433,7 @@ def main() -> None:
         "sigmavault_runs": args.repeat,
         "sigmavault": {k: round(v, 3) for k, v in svm.items()},
         "json_files": {k: round(v, 3) for k, v in jsm.items()},
+        "sqlite_floor": {k: round(v, 3) for k, v in floor.items()},
         "json_over_sigmavault": ratios,
         "targets": {
             "save_per_100k_s<=1": round(svm["save_s"] * per_100k, 3),

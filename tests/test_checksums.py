@@ -102,3 +102,32 @@ def test_record_checksums_hold_when_sqlite_parses_the_time_one_ulp_away(
         uid = col.add(vectors=np.ones((1, DIM)), texts=["at an odd moment"])[0]
         assert col.get(uid, touch=False).text == "at an odd moment"
         assert vault.check().ok
+
+
+# Field values whose reprs differ in quoting, escaping, sign or type, for the bulk record checksums.
+_FIELD_VALUES = [None, 0, 1, -1, 2**70, True, 0.0, -0.0, 1.5, 1764691234.123456, float("inf"), "", "a'b", 'a"b']
+_FIELD_VALUES += ["a'\"b", "%s %r %%", "line\nbreak\x00", "é\u2028", "\ud800", b"\x00'", "unit", "x" * 40]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bulk_record_checksums_equal_the_repr_of_each_row(seed: int) -> None:
+    """unit_crcs and crcs_of_rows print constant columns once; their CRCs must equal repr() row by row."""
+    import random
+    from itertools import repeat
+
+    from sigmavault.units import integrity
+
+    rng = random.Random(seed)
+    for _ in range(400):
+        n = rng.randint(1, 6)
+        columns = [[rng.choice(_FIELD_VALUES)] * n if rng.random() < 0.5 else rng.choices(_FIELD_VALUES, k=n)]
+        columns += [
+            [rng.choice(_FIELD_VALUES)] * n if rng.random() < 0.6 else rng.choices(_FIELD_VALUES, k=n) for _ in range(9)
+        ]
+        rows = list(zip(*columns, strict=True))
+        expected = [integrity.unit_crc(*row) for row in rows]
+        assert integrity.crcs_of(rows) == expected
+        assert integrity.crcs_of_rows([(*row, "extra") for row in rows]) == expected
+        assert integrity.unit_crcs(*columns) == expected
+        constants = [repeat(c[0]) if i and len({repr(v) for v in c}) == 1 else c for i, c in enumerate(columns)]
+        assert integrity.unit_crcs(*constants) == expected

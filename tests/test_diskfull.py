@@ -107,3 +107,24 @@ def test_full_disk_raises_storage_full_and_loses_nothing(small_fs: Path) -> None
             assert ref is not None and again.kv.load_ref_arrays(FP, ref)[0].tokens >= 1
         assert len(col.add(vectors=rng.standard_normal((4, DIM)), texts=["after"] * 4)) == 4
         assert again.check().ok
+
+
+def test_a_bulk_add_that_fills_the_disk_in_its_writer_thread_raises_and_leaves_nothing(small_fs: Path) -> None:
+    """Vectors of a bulk add are written block by block on a worker thread; a block that does not fit
+    fails the add with StorageFull (the later blocks are drained, not left waiting), nothing is stored."""
+    rng = np.random.default_rng(6)
+    path = small_fs / "vault"
+    vault = sv.open(path)
+    col = vault.collection("c", embedder=None)
+    rows = 5 * 8192  # NOTE: five blocks (2.6 MB of 16-d rows) for three buffers on a 1.6 MB filesystem
+    with pytest.raises(StorageFull):
+        col.add(vectors=rng.standard_normal((rows, 16)).astype(np.float32), ids=[f"u{i}" for i in range(rows)])
+    assert len(col) == 0
+    vault.close()
+    _mount(small_fs, "64m", remount=True)
+    with sv.open(path) as vault:
+        assert len(vault.collection("c", embedder=None)) == 0
+        assert vault.check().ok
+        col = vault.collection("c", embedder=None)
+        col.add(vectors=rng.standard_normal((5000, 16)).astype(np.float32), ids=[f"v{i}" for i in range(5000)])
+        assert len(col) == 5000 and vault.check().ok

@@ -244,3 +244,68 @@ def test_a_bulk_add_is_committed_and_listed_before_its_checkpoint_runs(tmp_path:
         assert [u.id for u in listed] == ids and [u.metadata for u in listed] == meta
         assert listed[7].text == "text b00007" and listed[7].conversation_id is None
         assert vault.check().ok
+
+
+def test_build_unit_makes_the_same_frozen_unit_as_the_constructor() -> None:
+    """The bulk-load builder fills every field of Unit; the result is a Unit, equal and frozen."""
+    import dataclasses
+
+    from sigmavault.types import Unit, build_unit
+
+    values = ("u1", "col", "text", {"a": 1}, "unit", sv.State.ACTIVE, 1.5, 2.5, 3, "conv", "parent", 7, "kv")
+    built, made = build_unit(*values), Unit(*values)
+    assert type(built) is Unit and built == made and repr(built) == repr(made)
+    assert [getattr(built, f.name) for f in dataclasses.fields(Unit)] == [*values, None]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.text = "changed"  # type: ignore[misc]
+    assert dataclasses.replace(built, text="other").text == "other" and built.to_dict() == made.to_dict()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dumps_all_writes_the_bytes_of_the_standard_encoder(seed: int) -> None:
+    """Batches dumps_all hands to orjson must come out byte for byte as json's compact encoder writes them."""
+    import json
+    import random
+
+    from sigmavault.errors import InvalidInput
+    from sigmavault.units.encode import dumps, dumps_all
+
+    rng = random.Random(seed)
+    reference = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    values = [None, True, False, 0, -1, 2**63 - 1, -(2**63), 0.0, -0.0, 1e-4, 0.5, 1 / 3, 123.456, 9.999999999999998e15]
+    values += ["", "plain", 'q"uote', "back\\slash", "\n\t\b\f\r\x00\x1f\x7f", "é\u2028😀"]
+    rare = [2**64, 1e-5, 1e16, 1e300, "\ud800"]  # each sends its whole batch to the stdlib encoder
+    for _ in range(300):
+        pool = values + (rare if rng.random() < 0.3 else [])
+        batch = [
+            {rng.choice(["a", "b", "ключ", 'k"']): rng.choice(pool) for _ in range(rng.randint(0, 4))}
+            for _ in range(rng.randint(1, 5))
+        ]
+        if rng.random() < 0.5:
+            batch[-1] = {"float": rng.uniform(-1e6, 1e6), "small": rng.uniform(1e-4, 1e-3), "exp": rng.random() * 1e-6}
+        assert dumps_all(batch) == [reference.encode(m) for m in batch] == [dumps(m) for m in batch]
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidInput):
+            dumps_all([{"ok": 1.5}, {"x": bad}])
+
+
+def test_listing_reads_back_metadata_numbers_exactly(tmp_path: Path) -> None:
+    """A listing decodes metadata in bulk (orjson where it agrees with json): big integers stay ints."""
+    vault = sv.open(tmp_path / "v")
+    col = vault.collection("c", embedder=None)
+    metas = [
+        {"i": 2**70, "neg": -(2**63), "f": 0.1, "e": 1e-7, "big": 1.5e300, "text": "é😀\n"},
+        {"i": 12345678901234567890, "u64": 2**64 - 1},
+        {"i": 10**18 - 1, "n": None, "b": True},
+    ]
+    vectors = unit_vectors(np.random.default_rng(0), len(metas) + 1, 8)
+    ids = [f"u{i}" for i in range(len(metas))] + ["plain"]
+    col.add([f"t{i}" for i in range(len(ids))], vectors=vectors, ids=ids, metadata=[*metas, {"i": 7}])
+    # NOTE: one batch of all (a 20-digit run sends it to json) and one batch per unit (orjson where it may)
+    for listing in (list(col), list(col._ctx.units.iter_units(cid=col._id, batch=1))):
+        listed = {u.id: u.metadata for u in listing}
+        for i, meta in enumerate(metas):
+            assert listed[f"u{i}"] == meta
+            assert [type(v) for v in listed[f"u{i}"].values()] == [type(v) for v in meta.values()]
+        assert listed["plain"] == {"i": 7} and type(listed["plain"]["i"]) is int
+    vault.close()

@@ -23,6 +23,7 @@ from sigmavault.errors import (
 from sigmavault.index import signatures
 from sigmavault.types import Hit, State, Unit, Vector
 from sigmavault.units import CollectionInfo, NewUnits, ingest, new_ids
+from sigmavault.units.encode import flat_dicts
 from sigmavault.units.indexes import IndexConfig
 from sigmavault.units.search import fuse
 
@@ -177,7 +178,7 @@ class Collection:
             raise self._no_embedder()
         id_list = new_ids(n) if ids is None else _ids(ids, n)
         meta = _per_unit(metadata, n, "metadata", default={})
-        for i, m in enumerate(meta):
+        for i, m in enumerate([] if flat_dicts(meta) else meta):  # NOTE: all flat: checked in C, not per unit
             if type(m) is dict and _STR.issuperset(map(type, m)) and _FLAT.issuperset(map(type, m.values())):
                 continue  # NOTE: flat JSON, the common case; NaN and infinity are refused when it is encoded
             if not isinstance(m, Mapping):
@@ -188,9 +189,14 @@ class Collection:
         parents = _labels(_per_unit(parent_id, n, "parent_id", default=None), "parent_id")
         refs = _labels(_per_unit(kv_ref, n, "kv_ref", default=None), "kv_ref")
         done = 0
+        # NOTE: checked rows of a cosine collection are scaled to unit length as they are written
+        # (records._write_vectors), without a normalised copy of the batch.
+        normalise = mat is not None and self.info.metric == "cosine"
         for start in range(0, n, max(1, batch_size)):
             end = min(n, start + batch_size)
-            if mat is not None:
+            if normalise and mat is not None:
+                chunk = mat[start:end]
+            elif mat is not None:
                 chunk = self._vectors(mat[start:end], rows=end - start, checked=True)
             else:
                 chunk = self._embed([t for t in text_list[start:end] if t is not None])
@@ -203,6 +209,7 @@ class Collection:
                 conversation_ids=convs[start:end],
                 parent_ids=parents[start:end],
                 kv_refs=refs[start:end],
+                normalise=normalise,
             )
             if replace:
                 self._replace(batch)

@@ -102,8 +102,12 @@ class VectorFile:
         """Complete rows physically present (may exceed the watermark after a crash)."""
         return max(0, (os.fstat(self._fd).st_size - HEADER_SIZE) // self.row_bytes)
 
-    def write_rows(self, start: int, vectors: Vector) -> None:
-        """Write ``vectors`` at row ``start`` and fsync; call inside the SQLite write transaction."""
+    def write_rows(self, start: int, vectors: Vector, *, sync: bool = True) -> None:
+        """Write ``vectors`` at row ``start`` and fsync; call inside the SQLite write transaction.
+
+        ``sync=False`` leaves the fsync to a later :meth:`sync` (a bulk write in blocks: one fsync),
+        which must return before the transaction that references the rows commits.
+        """
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise DimensionMismatch(f"expected rows of {self.dim} floats, got shape {vectors.shape}")
         data = np.ascontiguousarray(vectors, dtype="<f4")
@@ -115,6 +119,12 @@ class VectorFile:
                 written = os.pwrite(self._fd, view, offset)
                 view = view[written:]
                 offset += written
+            if sync:
+                os.fsync(self._fd)
+
+    def sync(self) -> None:
+        """fsync the rows written with ``sync=False``."""
+        with io_errors(self.path, "writing vectors"):
             os.fsync(self._fd)
 
     def truncate(self, rows: int) -> None:

@@ -11,7 +11,7 @@ are advisory, batched, and allowed to lose their last moments.
 When they are verified: opening a vault verifies none (it reads only the catalogue and cuts crash
 tails past each watermark). Every read verifies what it returns: ``get`` the record and its vector
 row, a listing (``list(collection)``, ``all(where=...)``, a conversation) each record, a batch at a
-time (:func:`crcs_of` over the rows; a mismatch is found and named row by row), search hits their
+time (:func:`crcs_of_rows` over the rows; a mismatch is found and named row by row), search hits their
 vector rows against the rows that were scored. ``check()`` verifies every record and every row.
 """
 
@@ -20,7 +20,8 @@ from __future__ import annotations
 import sqlite3
 import zlib
 from collections.abc import Iterable, Sequence
-from operator import methodcaller
+from itertools import repeat
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from sigmavault.errors import Corrupted
@@ -33,6 +34,8 @@ __all__ = [
     "FIELDS",
     "TRIGGERS",
     "crcs_of",
+    "crcs_of_columns",
+    "crcs_of_rows",
     "register",
     "unit_crc",
     "unit_crcs",
@@ -77,15 +80,68 @@ def unit_crc(*fields: Any) -> int:
 def unit_crcs(*columns: Iterable[Any]) -> list[int]:
     """:func:`unit_crc` of each row of ``columns`` (in :data:`FIELDS` order; a constant as ``itertools.repeat``).
 
-    NOTE: built from C iterators (zip, repr, encode, crc32): no Python frame per unit, about
-    twice as fast as calling :func:`unit_crc` per row, with the same results.
+    A list column whose values all print alike (one ``kind`` for a whole add, no parents) is written once.
     """
-    return crcs_of(zip(*columns, strict=False))  # NOTE: repeat()s are endless; the lists are of one length
+    folded = [repeat(c[0]) if i and type(c) is list and c and _constant(c, c[0]) else c for i, c in enumerate(columns)]
+    return crcs_of_columns(folded)
 
 
 def crcs_of(records: Iterable[tuple[Any, ...]]) -> list[int]:
     """:func:`unit_crc` of each tuple of fields (in :data:`FIELDS` order)."""
     return list(map(zlib.crc32, map(_UTF8, map(repr, records))))
+
+
+def crcs_of_rows(rows: Sequence[Sequence[Any]], width: int = 10) -> list[int]:
+    """:func:`unit_crc` of ``row[:width]`` of each row: the same as :func:`crcs_of`, in about half the time.
+
+    NOTE: rows read back from one add share most of their fields (collection, kind, state, the
+    time, the ids left None); those columns are found here and printed once (see :func:`crcs_of_columns`).
+    """
+    if len(rows) < 2:
+        return crcs_of(tuple(r[:width]) for r in rows)
+    columns: list[Any] = [list(map(itemgetter(0), rows))]  # NOTE: the ids: never constant, they give the row count
+    for i in range(1, width):
+        column = list(map(itemgetter(i), rows))
+        first = column[0]
+        columns.append(repeat(first) if _constant(column, first) else column)
+    return crcs_of_columns(columns)
+
+
+def crcs_of_columns(columns: Sequence[Iterable[Any]]) -> list[int]:
+    """:func:`unit_crc` of each row of ``columns``; a column given as ``itertools.repeat(v)`` is ``v`` in every row.
+
+    NOTE: the repr of a tuple is ``"(" + ", ".join(map(repr, fields)) + ")"``; ``%r`` formatting
+    gives the same text, so one format string with each constant column's repr written into it
+    (instead of a repr of every field of every row: a float's repr alone is ~0.4 us) gives the same
+    bytes and the same CRCs in about a third of the time. Rows of at least two fields only (a
+    one-field tuple prints a trailing comma).
+    """
+    if len(columns) < 2:
+        raise ValueError("record checksums cover at least two fields")
+    parts: list[str] = []
+    varying: list[Iterable[Any]] = []
+    for column in columns:
+        if isinstance(column, repeat):
+            parts.append(repr(next(column)).replace("%", "%%"))
+        else:
+            parts.append("%r")
+            varying.append(column)
+    if not varying:
+        raise ValueError("a column of record checksums must give the row count")
+    fmt = "(" + ", ".join(parts) + ")"
+    if len(varying) == 1:
+        rows: Iterable[Any] = zip(varying[0])
+    else:
+        rows = zip(*varying, strict=True)
+    return list(map(zlib.crc32, map(_UTF8, map(fmt.__mod__, rows))))
+
+
+def _constant(column: list[Any], first: Any) -> bool:
+    """Whether every value of ``column`` prints as ``first`` does (same type, equal, not a signed zero)."""
+    kind = type(first)
+    if kind is float and (first == 0.0 or first != first):  # NOTE: 0.0 == -0.0 but their reprs differ
+        return False
+    return column.count(first) == len(column) and len(set(map(type, column))) == 1
 
 
 def register(conn: sqlite3.Connection) -> None:
