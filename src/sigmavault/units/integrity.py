@@ -24,7 +24,6 @@ from itertools import repeat
 from operator import itemgetter, methodcaller
 from typing import Any
 
-from sigmavault.errors import Corrupted
 from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import Vector
@@ -39,7 +38,6 @@ __all__ = [
     "register",
     "unit_crc",
     "unit_crcs",
-    "verify_hits",
     "verify_records",
     "verify_vectors",
 ]
@@ -147,19 +145,6 @@ def _constant(column: list[Any], first: Any) -> bool:
 def register(conn: sqlite3.Connection) -> None:
     """Make ``sv_unit_crc`` known to a connection that writes units (the triggers call it)."""
     conn.create_function("sv_unit_crc", 10, unit_crc, deterministic=True)
-
-
-def verify_hits(matrix: Vector, found: Sequence[Sequence[Any]]) -> None:
-    """Check search hits ``(vec_row, uid, ..., vec_crc at [4])`` against the rows the search scored."""
-    checked = [r for r in found if r[4] is not None and 0 <= r[0] < len(matrix)]
-    if not checked:
-        return
-    for r, crc in zip(checked, row_crcs(matrix[[r[0] for r in checked]]), strict=True):
-        if crc != r[4]:
-            raise Corrupted(
-                f"unit {r[1]!r}: its vector (row {r[0]}) fails its checksum, so its score cannot be trusted; "
-                "run `sigmavault check` and restore from a bundle"
-            )
 
 
 def verify_vectors(db: Database, cid: int, matrix: Vector) -> tuple[int, str | None, int]:

@@ -14,11 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from sigmavault.errors import Corrupted
 from sigmavault.types import Vector
 
-__all__ = ["load_meta", "verify_rows"]
+__all__ = ["load_meta", "load_meta_array", "verify_rows"]
+
+_DIGIT_MAP = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "0", the rest -> " "
+_LONG_DIGITS = b"0" * 19
 
 _DECODE = json.JSONDecoder().raw_decode
 _F4 = np.dtype("<f4")
@@ -47,10 +51,29 @@ def load_meta(stored: str) -> dict[str, Any]:
     return out
 
 
+def load_meta_array(text: str) -> Any:
+    """``json.loads(text)`` of a batch's stored metadata, through orjson (2x faster) where it gives the same values.
+
+    NOTE: orjson reads an integer literal past 64 bits as a float where json keeps the int; every
+    other difference is an error (NaN, a lone surrogate, nesting past 1024) and goes to json. A
+    batch with a run of 19 digits anywhere (so any integer not exact in both) goes to json as well.
+    """
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:
+        return json.loads(text)
+    if _LONG_DIGITS not in raw.translate(_DIGIT_MAP):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def verify_rows(matrix: Vector, found: Sequence[Sequence[Any]]) -> None:
     """Check hits ``(vec_row, uid, ..., vec_crc at [4])`` against the rows the search scored, in one gather.
 
-    Same contract as ``integrity.verify_hits``: a row whose CRC32 differs raises Corrupted
+    A row whose CRC32 differs raises Corrupted
     (a score computed from a damaged row is never handed out); rows without a stored CRC (older
     vaults) or outside ``matrix`` are not checked.
     """

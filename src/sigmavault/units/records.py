@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import sqlite3
 import time
@@ -30,11 +29,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from sigmavault.errors import Corrupted, EncryptionError, InvalidInput, NotFound, VaultError
 from sigmavault.index import signatures
-from sigmavault.store import Database, VectorFile
+from sigmavault.store import Database
 from sigmavault.store.vectors import row_crcs
 from sigmavault.types import CheckReport, State, Unit, Vector, build_unit
 from sigmavault.units import integrity, read, textquery
@@ -42,6 +40,7 @@ from sigmavault.units.access import AccessCounts, Background
 from sigmavault.units.catalog import STATE_CODES, Catalog
 from sigmavault.units.check import check_units
 from sigmavault.units.encode import dumps, dumps_all
+from sigmavault.units.vectorwrite import BlockQueue, write_vectors
 
 __all__ = ["NewUnits", "UnitStore", "dumps", "dumps_all", "new_ids"]
 
@@ -95,11 +94,8 @@ class NewUnits:
 
 # An add at least this large writes its vectors on a second thread while SQLite inserts the rows.
 _PARALLEL_ROWS = 4096
-_BLOCK_ROWS = 8192  # rows converted, signed, checksummed and written at a time (12 MB at 384-d)
 _STATES = {s.value: s for s in State}
 _DECODE = json.JSONDecoder().raw_decode  # NOTE: our own compact JSON; skips loads()'s whitespace scans
-_DIGIT_MAP = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "0", the rest -> " "
-_LONG_DIGITS = b"0" * 19
 _U64 = (1 << 64) - 1  # stored as a signed 64-bit integer; handed out unsigned
 # `where` SQL from compile_where reads json_type/json_extract(metadata|u.metadata, ...); on an
 # encrypted vault the column is opened first (the keys and values are bound parameters, never here).
@@ -166,15 +162,15 @@ class UnitStore:
             # NOTE: a bulk add's vector writes (and their fsync) run on a worker thread that overlaps
             # the inserts below; it is joined, and so the rows are durable, before the transaction
             # can commit.
-            blocks = _BlockQueue(vf) if n >= _PARALLEL_ROWS else None
+            blocks = BlockQueue(vf) if n >= _PARALLEL_ROWS else None
             writer = Background(blocks.drain) if blocks is not None else None
             try:
-                sigs, crcs = _write_vectors(
+                sigs, crcs = write_vectors(
                     vf, start, batch.vectors, st.planes, normalise=batch.normalise, blocks=blocks
                 )
             except BaseException:
                 if writer is not None:
-                    writer.join()  # NOTE: _write_vectors closed the queue; the writer finishes what it holds
+                    writer.join()  # NOTE: write_vectors closed the queue; the writer finishes what it holds
                 raise
             if writer is None:
                 vf.sync()
@@ -574,7 +570,7 @@ class UnitStore:
                 and _PLAIN_META.issuperset(map(type, map(_META, rows)))
                 and list(map(_REC_CRC, rows)) == integrity.crcs_of_rows(rows)
             ):
-                metas = _json_array(f"[{','.join(map(_META, rows))}]")
+                metas = read.load_meta_array(f"[{','.join(map(_META, rows))}]")
                 if len(metas) == len(rows):
                     states, build = _STATES, build_unit
                     return [
@@ -645,121 +641,6 @@ class UnitStore:
         if wait:
             self.access.join()
         self.access.flush(wait=wait)
-
-
-class _BlockQueue:
-    """Blocks of vector rows handed to a writer thread, with the few buffers they are scaled into.
-
-    NOTE: a block scaled into a buffer is written by :meth:`drain` (on the worker) and its buffer
-    handed back; the producer waits for a free one, so at most ``_BUFFERS`` blocks are in flight
-    and a write the kernel throttles (a busy disk) never holds up the producer's other work.
-    """
-
-    _BUFFERS = 3
-
-    def __init__(self, vf: VectorFile) -> None:
-        self.vf = vf
-        self.work: queue.SimpleQueue[tuple[int, Vector, Vector | None] | None] = queue.SimpleQueue()
-        self.free: queue.SimpleQueue[Vector] = queue.SimpleQueue()
-        self.made = 0
-
-    def buffer(self, rows: int, dim: int) -> Vector:
-        """A (rows, dim) float32 buffer: a new one while fewer than _BUFFERS exist, else one the writer freed."""
-        if self.made < self._BUFFERS:
-            self.made += 1
-            return np.empty((rows, dim), dtype=np.float32)
-        return self.free.get()
-
-    def put(self, row: int, rows: Vector, buffer: Vector | None) -> None:
-        self.work.put((row, rows, buffer))
-
-    def close(self) -> None:
-        self.work.put(None)
-
-    def drain(self) -> None:
-        """Write every block until :meth:`close`, then fsync; a failed write still frees every buffer."""
-        error: BaseException | None = None
-        while (item := self.work.get()) is not None:
-            row, rows, buffer = item
-            if error is None:
-                try:
-                    self.vf.write_rows(row, rows, sync=False)
-                except BaseException as exc:  # NOTE: raised by Background.result() once all is drained
-                    error = exc
-            if buffer is not None:
-                self.free.put(buffer)
-        if error is not None:
-            raise error
-        self.vf.sync()
-
-
-def _write_vectors(
-    vf: VectorFile,
-    start: int,
-    vectors: Any,
-    planes: npt.NDArray[np.float32],
-    *,
-    normalise: bool,
-    blocks: _BlockQueue | None,
-) -> tuple[npt.NDArray[np.uint64], list[int]]:
-    """Write a batch's vector rows from row ``start``; their signatures and CRCs.
-
-    Without ``blocks`` the rows are written here and the caller fsyncs (``vf.sync()``); with it they
-    are handed to its writer thread, and this closes it (the writer fsyncs).
-
-    NOTE: block by block: each block is converted to float32 (and scaled to unit length with
-    ``normalise``, into one of a few reused buffers), signed and checksummed while it is in cache.
-    A normalised copy of a whole batch (150 MB at 100k x 384) cost more than the arithmetic: fresh
-    memory is slow to fault in (transparent huge pages may compact memory first).
-    """
-    n, dim = vectors.shape
-    sigs = np.empty(n, dtype=np.uint64)
-    crcs: list[int] = []
-    own = None
-    try:
-        for s in range(0, n, _BLOCK_ROWS):
-            rows = np.asarray(vectors[s : s + _BLOCK_ROWS], dtype=np.float32)
-            buffer = None
-            if normalise:
-                norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
-                if not norms.all():
-                    raise InvalidInput(f"vector {s + int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros")
-                if blocks is not None:
-                    buffer = blocks.buffer(min(n, _BLOCK_ROWS), dim)
-                elif own is None:
-                    own = np.empty((min(n, _BLOCK_ROWS), dim), dtype=np.float32)
-                target = buffer if buffer is not None else own
-                assert target is not None
-                rows = np.divide(rows, norms, out=target[: len(rows)], dtype=np.float32)
-            sigs[s : s + len(rows)] = signatures(rows, planes)
-            crcs += row_crcs(rows)
-            if blocks is not None:
-                blocks.put(start + s, rows, buffer)
-            else:
-                vf.write_rows(start + s, rows, sync=False)
-    finally:
-        if blocks is not None:
-            blocks.close()
-    return sigs, crcs
-
-
-def _json_array(text: str) -> Any:
-    """``json.loads(text)`` of a batch's stored metadata, through orjson (2x faster) where it gives the same values.
-
-    NOTE: orjson reads an integer literal past 64 bits as a float where json keeps the int; every
-    other difference is an error (NaN, a lone surrogate, nesting past 1024) and goes to json. A
-    batch with a run of 19 digits anywhere (so any integer not exact in both) goes to json as well.
-    """
-    try:
-        raw = text.encode()
-    except UnicodeEncodeError:
-        return json.loads(text)
-    if _LONG_DIGITS not in raw.translate(_DIGIT_MAP):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
 
 
 def _full_row(r: Sequence[Any], name: str) -> tuple[Any, ...]:
