@@ -190,7 +190,7 @@ class Vault:
             raise InvalidInput(f"collection {name!r} was created with metric {info.metric!r}, not {metric!r}")
         if config is not None and config != info.config.get("index"):
             self._catalog.set_config(info, {**info.config, "index": config})
-        self._ctx.indexes.prefetch(info.id, info.dim)
+        self._ctx.indexes.prefetch(info.id, info.dim, info.watermark)
         return Collection(self._ctx, info, self._resolve_embedder(info, embedder))
 
     def compact(self, collection: str | None = None, *, progress: Progress | None = None) -> list[dict[str, Any]]:

@@ -235,7 +235,7 @@ class IndexManager:
             h.config = st.info.config  # NOTE: a query knob changed; the index still serves
         return h
 
-    def prefetch(self, cid: int, dim: int | None) -> None:
+    def prefetch(self, cid: int, dim: int | None, rows: int) -> None:
         """Start reading ``cid``'s recorded HNSW file on a side thread, if it is not loaded yet.
 
         NOTE: reopening a large collection costs its row states (0.45 s at 1M units, on the first
@@ -244,7 +244,9 @@ class IndexManager:
         here (:meth:`_load`). Only the file is read on the side thread (no SQLite): the record was
         read here, and every check that needs the row states still runs at the search.
         """
-        if not dim or cid in self._loaded or cid in self._prefetched:
+        # NOTE: asked for on every vault.collection() call: a collection too small for an index (or one
+        # whose index is loaded or being read) costs no query here.
+        if not dim or rows < MIN_ANN_ROWS or cid in self._loaded or cid in self._prefetched:
             return
         rec = self._record(cid)
         if rec is None or rec.kind != "hnsw" or self._rejected.get(cid) == rec.sha256:
