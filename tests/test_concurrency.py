@@ -4,6 +4,7 @@ the caller, and a reader that sees another process's writes without reopening (P
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -61,6 +62,37 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
         # each writer read and searched its own units: the counts of both survived
         assert col.get("left-3-1", touch=False).access_count >= 1
         assert col.get("right-3-1", touch=False).access_count >= 1
+
+
+CREATOR = """
+import sys, time
+from pathlib import Path
+from sigmavault.store.sqlite import Database
+
+folder, start, rounds = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+for r in range(rounds):
+    time.sleep(max(0.0, start + 0.12 * r - time.time()))  # every process creates file r at once
+    Database(folder / f"{r}.db", busy_timeout=10.0).close()
+print("ok")
+"""
+
+
+def test_processes_creating_the_same_store_at_once_all_open_it(tmp_path: Path) -> None:
+    # Two processes that create one SQLite file at once both read it, then both need its exclusive
+    # lock to switch it to WAL: SQLite answers one of them "database is locked" without waiting. Four
+    # processes create 25 fresh stores in step; before the open retried, 3-10% of such opens failed.
+    start = time.time() + 1.0
+    children = [spawn_py(CREATOR, str(tmp_path), str(start), "25") for _ in range(4)]
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0 and out.strip() == "ok", err
+    for r in range(25):
+        conn = sqlite3.connect(tmp_path / f"{r}.db")
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == [("sv_schema",)]
+        finally:
+            conn.close()
 
 
 READER = """

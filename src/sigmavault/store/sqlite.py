@@ -8,6 +8,7 @@ instead of failing half-way with "database is locked", and readers never block i
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -25,6 +26,7 @@ __all__ = ["Cipher", "Database", "Migration"]
 # write transaction. Steps are applied in order; a part's version is the number applied.
 Migration = Sequence[str] | Callable[[sqlite3.Connection], None]
 
+_SCHEMA_TABLE = "CREATE TABLE IF NOT EXISTS sv_schema (part TEXT PRIMARY KEY, version INTEGER NOT NULL)"
 _AUTOCHECKPOINT = 1000  # SQLite's default: a commit that leaves this many WAL pages checkpoints them
 _BUSY_WORDS = ("database is locked", "database is busy", "database table is locked")
 _CORRUPT_WORDS = ("malformed", "not a database", "corrupt")
@@ -64,31 +66,61 @@ class Database:
         self.cipher: Cipher | None = None
         self.immutable = False
         self._checkpointer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
         try:
-            self._conn: sqlite3.Connection | None = self._connect(path, readonly, busy_timeout)
-            conn = self._conn
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            if not readonly:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise VaultError(f"{path}: could not switch SQLite to WAL mode (got {mode!r})")
-            # NOTE: FULL makes each acknowledged commit durable across power loss; NORMAL could
-            # lose the last commits, which the crash guarantee forbids for units and edges.
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute("PRAGMA cache_size = -65536")
-            conn.execute("PRAGMA mmap_size = 268435456")
-            if readonly:
-                conn.execute("PRAGMA query_only = 1")
-            else:
-                conn.execute("CREATE TABLE IF NOT EXISTS sv_schema (part TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+            self._conn = self._connect(path, readonly, busy_timeout)
+            self._setup(self._conn, readonly, busy_timeout)
         except sqlite3.OperationalError as exc:
+            self._drop()
             if _is_busy(exc):
                 raise VaultLocked(f"{path}: another process holds the vault busy; try again") from exc
             raise VaultError(f"{path}: cannot open the SQLite store: {exc}") from exc
         except sqlite3.DatabaseError as exc:
+            self._drop()
             raise Corrupted(f"{path}: not a readable SQLite database ({exc}); restore a backup") from exc
+        except BaseException:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _setup(self, conn: sqlite3.Connection, readonly: bool, busy_timeout: float) -> None:
+        """The connection's pragmas and the schema table, retried while another process holds a lock.
+
+        NOTE: SQLite answers "database is locked" at once, without waiting on the busy timeout,
+        where waiting could deadlock: two processes creating the same vault both read the new file
+        and then both need its exclusive lock to switch it to WAL. Every statement here is
+        idempotent, so the loser retries until ``busy_timeout`` has passed.
+        """
+        deadline = time.monotonic() + busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                if not readonly:
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if str(mode).lower() != "wal":
+                        raise VaultError(f"{self.path}: could not switch SQLite to WAL mode (got {mode!r})")
+                # NOTE: FULL makes each acknowledged commit durable across power loss; NORMAL could
+                # lose the last commits, which the crash guarantee forbids for units and edges.
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA temp_store = MEMORY")
+                conn.execute("PRAGMA cache_size = -65536")
+                conn.execute("PRAGMA mmap_size = 268435456")
+                if readonly:
+                    conn.execute("PRAGMA query_only = 1")
+                else:
+                    conn.execute(_SCHEMA_TABLE)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause * (0.5 + random.random()))
+                pause = min(pause * 2, 0.1)
 
     def _connect(self, path: Path, readonly: bool, busy_timeout: float) -> sqlite3.Connection:
         """The connection. A read-only vault in a directory this process cannot write opens with
